@@ -1,0 +1,4 @@
+//! tollgate: a session border controller appliance.
+//!
+//! The crate follows the module map in DESIGN.md: sans-IO protocol and media code (`sip`, `sdp`, `routing`,
+//! `srtp`, `media`) underneath thin I/O drivers (`signaling`, `fastpath`).
