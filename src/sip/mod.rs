@@ -1,0 +1,2 @@
+//! SIP: transactions and dialogs (sans-IO).
+pub mod txn;

@@ -1,0 +1,800 @@
+//! Simulated-clock tests of the four state machines through the table: exact send times and counts.
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+
+const T1: u64 = 500;
+
+fn dest(transport: Transport) -> Dest {
+    Dest {
+        transport,
+        addr: SocketAddr::from(([192, 0, 2, 1], 5060)),
+    }
+}
+
+/// A table driven by a fake clock; every action is logged with its time in ms since the start.
+struct Sim {
+    t0: Instant,
+    now: Instant,
+    table: TxnTable,
+    out: Vec<Action>,
+    log: Vec<(u64, Action)>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with(TimerConfig::default())
+    }
+
+    fn with(cfg: TimerConfig) -> Self {
+        let t0 = Instant::now();
+        Sim {
+            t0,
+            now: t0,
+            table: TxnTable::new(cfg),
+            out: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    fn ms(&self) -> u64 {
+        (self.now - self.t0).as_millis() as u64
+    }
+
+    fn drain(&mut self) {
+        let t = self.ms();
+        for a in self.out.drain(..) {
+            self.log.push((t, a));
+        }
+    }
+
+    /// Advance to `ms`, polling at every deadline on the way (exactly at it).
+    fn run_until(&mut self, ms: u64) {
+        let end = self.t0 + Duration::from_millis(ms);
+        while let Some(d) = self.table.next_deadline() {
+            if d > end {
+                break;
+            }
+            assert!(d >= self.now, "deadline in the past");
+            self.now = d;
+            self.table.poll(self.now, &mut self.out);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn client(&mut self, method: &str, branch: &str, transport: Transport) -> TxnId {
+        let id = self
+            .table
+            .start_client(
+                self.now,
+                ClientRequest {
+                    method: method.as_bytes(),
+                    branch: branch.as_bytes(),
+                    bytes: Bytes::from(format!("{method} request {branch}")),
+                    dest: dest(transport),
+                },
+                &mut self.out,
+            )
+            .unwrap();
+        self.drain();
+        id
+    }
+
+    fn response(&mut self, method: &str, branch: &str, status: u16) -> ResponseMatch {
+        let info = ResponseInfo {
+            status,
+            branch: branch.as_bytes(),
+            cseq_method: method.as_bytes(),
+        };
+        let m = self.table.on_response(
+            self.now,
+            &info,
+            &Bytes::from(format!("SIP/2.0 {status}")),
+            &mut self.out,
+        );
+        self.drain();
+        m
+    }
+
+    fn request(&mut self, info: &RequestInfo<'_>, transport: Transport) -> RequestMatch {
+        let bytes = Bytes::copy_from_slice(info.method);
+        let m = self
+            .table
+            .on_request(self.now, info, &bytes, dest(transport), &mut self.out);
+        self.drain();
+        m
+    }
+
+    fn respond(&mut self, id: TxnId, status: u16, to_tag: &str) -> Result<(), TxnError> {
+        let r = self.table.send_response(
+            self.now,
+            id,
+            status,
+            Bytes::from(format!("SIP/2.0 {status}")),
+            to_tag.as_bytes(),
+            &mut self.out,
+        );
+        self.drain();
+        r
+    }
+
+    fn ack(&mut self, id: TxnId) -> Result<(), TxnError> {
+        let r = self
+            .table
+            .provide_ack(self.now, id, Bytes::from_static(b"ACK"), &mut self.out);
+        self.drain();
+        r
+    }
+
+    fn send_times(&self, id: TxnId) -> Vec<u64> {
+        self.log
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Send { txn, .. } if *txn == id))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    fn sends_of(&self, id: TxnId, payload: &str) -> Vec<u64> {
+        self.log
+            .iter()
+            .filter(|(_, a)| {
+                matches!(a, Action::Send { txn, bytes, .. } if *txn == id && bytes == payload.as_bytes())
+            })
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    fn passed(&self, id: TxnId) -> Vec<(u64, TuMsg)> {
+        self.log
+            .iter()
+            .filter_map(|(t, a)| match a {
+                Action::PassToTu { txn, msg, .. } if *txn == id => Some((*t, *msg)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn when(&self, pred: impl Fn(&Action) -> bool) -> Vec<u64> {
+        self.log
+            .iter()
+            .filter(|(_, a)| pred(a))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    fn terminated_at(&self, id: TxnId) -> Vec<u64> {
+        self.when(|a| matches!(a, Action::Terminated { txn } if *txn == id))
+    }
+}
+
+fn req<'a>(method: &'a str, branch: &'a str) -> RequestInfo<'a> {
+    RequestInfo {
+        method: method.as_bytes(),
+        branch: branch.as_bytes(),
+        sent_by: b"198.51.100.7:5060",
+        request_uri: b"sip:bob@example.com",
+        from_tag: b"ftag",
+        to_tag: b"",
+        call_id: b"call-1",
+        cseq: 1,
+        top_via: b"SIP/2.0/UDP 198.51.100.7:5060",
+    }
+}
+
+// ---------------------------------------------------------------- non-INVITE client
+
+#[test]
+fn non_invite_client_timer_e_doubles_to_t2_then_f_times_out() {
+    let mut s = Sim::new();
+    let id = s.client("OPTIONS", "z9hG4bK1", Transport::Udp);
+    s.run_until(40_000);
+    assert_eq!(
+        s.send_times(id),
+        [
+            0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+        ]
+    );
+    assert_eq!(
+        s.when(|a| matches!(
+            a,
+            Action::Timeout {
+                timer: TimerName::F,
+                ..
+            }
+        )),
+        [64 * T1]
+    );
+    assert_eq!(s.terminated_at(id), [64 * T1]);
+    let st = s.table.stats();
+    assert_eq!(
+        (st.retransmissions, st.timed_out, st.client_created),
+        (10, 1, 1)
+    );
+    assert!(s.table.is_empty());
+    assert_eq!(s.table.next_deadline(), None);
+}
+
+#[test]
+fn non_invite_client_proceeding_retransmits_every_t2_and_k_absorbs() {
+    let mut s = Sim::new();
+    let id = s.client("BYE", "z9hG4bK2", Transport::Udp);
+    s.run_until(700);
+    assert!(matches!(
+        s.response("BYE", "z9hG4bK2", 100),
+        ResponseMatch::Matched(_)
+    ));
+    assert_eq!(s.table.state(id), Some(TxnState::Proceeding));
+    s.run_until(10_000);
+    s.response("BYE", "z9hG4bK2", 200);
+    assert_eq!(s.table.state(id), Some(TxnState::Completed));
+    s.run_until(12_000);
+    s.response("BYE", "z9hG4bK2", 200); // retransmission: absorbed
+    s.run_until(40_000);
+    // The E armed in Trying (1500) fires, then every T2.
+    assert_eq!(s.send_times(id), [0, 500, 1500, 5500, 9500]);
+    assert_eq!(
+        s.passed(id),
+        [
+            (700, TuMsg::Response { status: 100 }),
+            (10_000, TuMsg::Response { status: 200 })
+        ]
+    );
+    assert_eq!(s.terminated_at(id), [15_000]); // K = T4
+    assert!(s.when(|a| matches!(a, Action::Timeout { .. })).is_empty());
+    // Late response after termination: stray.
+    assert_eq!(s.response("BYE", "z9hG4bK2", 200), ResponseMatch::Unmatched);
+    assert_eq!(s.table.stats().stray_responses, 1);
+}
+
+#[test]
+fn non_invite_client_reliable_sends_once_and_k_is_zero() {
+    let mut s = Sim::new();
+    let a = s.client("OPTIONS", "z9hG4bKa", Transport::Tcp);
+    let b = s.client("OPTIONS", "z9hG4bKb", Transport::Tls);
+    s.run_until(1000);
+    s.response("OPTIONS", "z9hG4bKa", 200);
+    assert_eq!(s.table.state(a), Some(TxnState::Completed));
+    s.run_until(1000);
+    assert_eq!(s.terminated_at(a), [1000]);
+    s.run_until(40_000);
+    assert_eq!(s.send_times(a), [0]);
+    assert_eq!(s.send_times(b), [0]);
+    assert_eq!(s.terminated_at(b), [32_000]);
+    assert_eq!(s.table.stats().retransmissions, 0);
+}
+
+// ---------------------------------------------------------------- INVITE client
+
+#[test]
+fn invite_client_timer_a_doubles_uncapped_until_b() {
+    let mut s = Sim::new();
+    let id = s.client("INVITE", "z9hG4bK3", Transport::Udp);
+    s.run_until(40_000);
+    assert_eq!(s.send_times(id), [0, 500, 1500, 3500, 7500, 15500, 31500]);
+    assert_eq!(
+        s.when(|a| matches!(
+            a,
+            Action::Timeout {
+                timer: TimerName::B,
+                ..
+            }
+        )),
+        [32_000]
+    );
+    assert_eq!(s.terminated_at(id), [32_000]);
+    assert_eq!(s.table.stats().retransmissions, 6);
+}
+
+#[test]
+fn invite_client_non_2xx_generates_ack_and_absorbs_retransmissions_until_d() {
+    let mut s = Sim::new();
+    let id = s.client("INVITE", "z9hG4bK4", Transport::Udp);
+    s.run_until(600);
+    s.response("INVITE", "z9hG4bK4", 180);
+    s.run_until(2000);
+    s.response("INVITE", "z9hG4bK4", 486);
+    assert_eq!(
+        s.log.last().map(|x| &x.1),
+        Some(&Action::NeedAck {
+            txn: id,
+            status: 486
+        })
+    );
+    s.ack(id).unwrap();
+    s.run_until(2500);
+    s.response("INVITE", "z9hG4bK4", 486);
+    s.response("INVITE", "z9hG4bK4", 486);
+    s.run_until(60_000);
+    assert_eq!(s.sends_of(id, "INVITE request z9hG4bK4"), [0, 500]);
+    assert_eq!(s.sends_of(id, "ACK"), [2000, 2500, 2500]);
+    assert_eq!(
+        s.passed(id),
+        [
+            (600, TuMsg::Response { status: 180 }),
+            (2000, TuMsg::Response { status: 486 })
+        ]
+    );
+    assert_eq!(s.terminated_at(id), [2000 + 32_000]);
+    assert!(s.when(|a| matches!(a, Action::Timeout { .. })).is_empty());
+    assert_eq!(
+        s.response("INVITE", "z9hG4bK4", 486),
+        ResponseMatch::Unmatched
+    );
+    assert_eq!(s.ack(id), Err(TxnError::NotFound));
+}
+
+#[test]
+fn invite_client_2xx_goes_accepted_passes_retransmissions_until_m() {
+    let mut s = Sim::new();
+    let id = s.client("INVITE", "z9hG4bK5", Transport::Udp);
+    s.run_until(1000);
+    s.response("INVITE", "z9hG4bK5", 200);
+    assert_eq!(s.table.state(id), Some(TxnState::Accepted));
+    s.run_until(5000);
+    s.response("INVITE", "z9hG4bK5", 200);
+    s.response("INVITE", "z9hG4bK5", 183); // ignored in Accepted
+    assert_eq!(s.ack(id), Err(TxnError::WrongState));
+    s.run_until(40_000);
+    assert_eq!(s.send_times(id), [0, 500]);
+    assert_eq!(
+        s.passed(id),
+        [
+            (1000, TuMsg::Response { status: 200 }),
+            (5000, TuMsg::Response { status: 200 })
+        ]
+    );
+    assert!(s.when(|a| matches!(a, Action::NeedAck { .. })).is_empty());
+    assert_eq!(s.terminated_at(id), [1000 + 32_000]);
+    assert_eq!(
+        s.response("INVITE", "z9hG4bK5", 200),
+        ResponseMatch::Unmatched
+    );
+}
+
+#[test]
+fn invite_client_reliable_non_2xx_terminates_at_next_poll_after_ack() {
+    let mut s = Sim::new();
+    let id = s.client("INVITE", "z9hG4bK6", Transport::Tcp);
+    s.run_until(3000);
+    s.response("INVITE", "z9hG4bK6", 503);
+    s.ack(id).unwrap();
+    s.run_until(3000);
+    assert_eq!(s.terminated_at(id), [3000]);
+    assert_eq!(s.send_times(id), [0, 3000]);
+    assert_eq!(s.table.stats().retransmissions, 0);
+}
+
+#[test]
+fn invite_client_proceeding_waits_for_tu_without_b() {
+    let mut s = Sim::new();
+    let id = s.client("INVITE", "z9hG4bK7", Transport::Udp);
+    s.run_until(100);
+    s.response("INVITE", "z9hG4bK7", 100);
+    s.run_until(300_000);
+    assert_eq!(s.table.state(id), Some(TxnState::Proceeding));
+    assert_eq!(s.send_times(id), [0]);
+    assert_eq!(s.table.next_deadline(), None);
+}
+
+// ---------------------------------------------------------------- INVITE server
+
+#[test]
+fn invite_server_trying_after_200ms_then_g_until_h() {
+    let mut s = Sim::new();
+    let RequestMatch::New(id) = s.request(&req("INVITE", "z9hG4bKs1"), Transport::Udp) else {
+        panic!("not new")
+    };
+    assert_eq!(s.passed(id), [(0, TuMsg::Request)]);
+    s.run_until(200);
+    assert_eq!(
+        s.log.last().map(|x| &x.1),
+        Some(&Action::NeedTrying { txn: id })
+    );
+    s.respond(id, 100, "").unwrap();
+    s.run_until(500);
+    assert!(matches!(
+        s.request(&req("INVITE", "z9hG4bKs1"), Transport::Udp),
+        RequestMatch::Existing(_)
+    ));
+    s.run_until(1000);
+    s.respond(id, 486, "totag").unwrap();
+    s.run_until(40_000);
+    assert_eq!(s.sends_of(id, "SIP/2.0 100"), [200, 500]);
+    assert_eq!(
+        s.sends_of(id, "SIP/2.0 486"),
+        [
+            1000, 1500, 2500, 4500, 8500, 12500, 16500, 20500, 24500, 28500, 32500
+        ]
+    );
+    assert_eq!(
+        s.when(|a| matches!(
+            a,
+            Action::Timeout {
+                timer: TimerName::H,
+                ..
+            }
+        )),
+        [33_000]
+    );
+    assert_eq!(s.terminated_at(id), [33_000]);
+    assert_eq!(s.passed(id).len(), 1, "retransmitted INVITE reached the TU");
+    assert_eq!(s.table.stats().retransmissions, 11);
+}
+
+#[test]
+fn invite_server_ack_stops_g_and_i_waits_t4() {
+    let mut s = Sim::new();
+    let RequestMatch::New(id) = s.request(&req("INVITE", "z9hG4bKs2"), Transport::Udp) else {
+        panic!()
+    };
+    s.respond(id, 404, "t").unwrap();
+    s.run_until(2000);
+    assert!(matches!(
+        s.request(&req("ACK", "z9hG4bKs2"), Transport::Udp),
+        RequestMatch::Existing(_)
+    ));
+    assert_eq!(s.table.state(id), Some(TxnState::Confirmed));
+    s.run_until(3000);
+    s.request(&req("ACK", "z9hG4bKs2"), Transport::Udp); // absorbed
+    s.request(&req("INVITE", "z9hG4bKs2"), Transport::Udp); // absorbed in Confirmed
+    s.run_until(40_000);
+    assert_eq!(s.send_times(id), [0, 500, 1500]);
+    assert_eq!(s.terminated_at(id), [2000 + 5000]);
+    assert_eq!(s.passed(id), [(0, TuMsg::Request)]);
+    // The TU answered before 200 ms: no 100 Trying was asked for.
+    assert!(
+        s.when(|a| matches!(a, Action::NeedTrying { .. }))
+            .is_empty()
+    );
+}
+
+#[test]
+fn invite_server_2xx_accepted_absorbs_invites_passes_ack_until_l() {
+    let mut s = Sim::new();
+    let RequestMatch::New(id) = s.request(&req("INVITE", "z9hG4bKs3"), Transport::Udp) else {
+        panic!()
+    };
+    s.run_until(100);
+    s.respond(id, 200, "t").unwrap();
+    assert_eq!(s.table.state(id), Some(TxnState::Accepted));
+    s.run_until(600);
+    s.request(&req("INVITE", "z9hG4bKs3"), Transport::Udp);
+    s.respond(id, 200, "t").unwrap(); // the TU's own 2xx retransmission
+    assert_eq!(s.respond(id, 486, "t"), Err(TxnError::WrongState));
+    s.run_until(700);
+    s.request(&req("ACK", "z9hG4bKs3"), Transport::Udp);
+    s.run_until(40_000);
+    assert_eq!(s.send_times(id), [100, 600]);
+    assert_eq!(s.passed(id), [(0, TuMsg::Request), (700, TuMsg::Ack)]);
+    assert_eq!(s.terminated_at(id), [100 + 32_000]);
+    assert!(
+        s.when(|a| matches!(a, Action::NeedTrying { .. }))
+            .is_empty()
+    );
+}
+
+#[test]
+fn invite_server_reliable_no_g_h_still_runs_i_zero() {
+    let mut s = Sim::new();
+    let RequestMatch::New(a) = s.request(&req("INVITE", "z9hG4bKr1"), Transport::Tcp) else {
+        panic!()
+    };
+    let RequestMatch::New(b) = s.request(&req("INVITE", "z9hG4bKr2"), Transport::Tcp) else {
+        panic!()
+    };
+    s.respond(a, 480, "t").unwrap();
+    s.respond(b, 480, "t").unwrap();
+    s.run_until(1000);
+    s.request(&req("ACK", "z9hG4bKr1"), Transport::Tcp);
+    s.run_until(40_000);
+    assert_eq!(s.send_times(a), [0]);
+    assert_eq!(s.send_times(b), [0]);
+    assert_eq!(s.terminated_at(a), [1000]);
+    assert_eq!(s.terminated_at(b), [32_000]);
+    assert_eq!(
+        s.when(|x| matches!(x, Action::Timeout { timer: TimerName::H, txn } if *txn == b)),
+        [32_000]
+    );
+}
+
+#[test]
+fn invite_server_immediate_trying_when_delay_zero() {
+    let mut s = Sim::with(TimerConfig {
+        trying_delay: Duration::ZERO,
+        ..TimerConfig::default()
+    });
+    let RequestMatch::New(id) = s.request(&req("INVITE", "z9hG4bKt"), Transport::Udp) else {
+        panic!()
+    };
+    assert_eq!(
+        s.log.iter().map(|x| x.1.clone()).collect::<Vec<_>>()[1..],
+        [Action::NeedTrying { txn: id }]
+    );
+}
+
+// ---------------------------------------------------------------- non-INVITE server
+
+#[test]
+fn non_invite_server_absorbs_then_replays_last_response_until_j() {
+    let mut s = Sim::new();
+    let r = req("REGISTER", "z9hG4bKn1");
+    let RequestMatch::New(id) = s.request(&r, Transport::Udp) else {
+        panic!()
+    };
+    s.run_until(500);
+    s.request(&r, Transport::Udp); // Trying: absorbed
+    s.respond(id, 183, "").unwrap();
+    s.run_until(1500);
+    s.request(&r, Transport::Udp); // Proceeding: replays 183
+    s.run_until(2000);
+    s.respond(id, 200, "t").unwrap();
+    s.run_until(3500);
+    s.request(&r, Transport::Udp); // Completed: replays 200
+    assert_eq!(s.respond(id, 200, "t"), Err(TxnError::WrongState));
+    s.run_until(60_000);
+    assert_eq!(s.sends_of(id, "SIP/2.0 183"), [500, 1500]);
+    assert_eq!(s.sends_of(id, "SIP/2.0 200"), [2000, 3500]);
+    assert_eq!(s.terminated_at(id), [2000 + 32_000]);
+    assert_eq!(s.passed(id), [(0, TuMsg::Request)]);
+    // After termination the same request is a new transaction.
+    assert!(matches!(
+        s.request(&r, Transport::Udp),
+        RequestMatch::New(_)
+    ));
+}
+
+#[test]
+fn non_invite_server_reliable_j_zero() {
+    let mut s = Sim::new();
+    let RequestMatch::New(id) = s.request(&req("BYE", "z9hG4bKn2"), Transport::Tls) else {
+        panic!()
+    };
+    s.run_until(10);
+    s.respond(id, 200, "t").unwrap();
+    s.run_until(10);
+    assert_eq!(s.terminated_at(id), [10]);
+}
+
+// ---------------------------------------------------------------- matching, CANCEL, errors
+
+#[test]
+fn server_matching_uses_branch_sent_by_and_method() {
+    let mut s = Sim::new();
+    let a = s.request(&req("INVITE", "z9hG4bKm"), Transport::Udp);
+    let other_host = RequestInfo {
+        sent_by: b"203.0.113.9",
+        ..req("INVITE", "z9hG4bKm")
+    };
+    let b = s.request(&other_host, Transport::Udp);
+    let c = s.request(&req("BYE", "z9hG4bKm"), Transport::Udp);
+    let upper = RequestInfo {
+        sent_by: b"198.51.100.7:5060",
+        ..req("INVITE", "z9hG4bKm")
+    };
+    assert!(matches!(a, RequestMatch::New(_)));
+    assert!(matches!(b, RequestMatch::New(_)));
+    assert!(matches!(c, RequestMatch::New(_)));
+    assert_eq!(
+        s.request(&upper, Transport::Udp),
+        match a {
+            RequestMatch::New(id) => RequestMatch::Existing(id),
+            x => x,
+        }
+    );
+    assert_eq!(s.table.len(), 3);
+    assert_eq!(
+        s.request(&req("ACK", "z9hG4bKother"), Transport::Udp),
+        RequestMatch::UnmatchedAck
+    );
+    assert_eq!(s.table.stats().unmatched_acks, 1);
+}
+
+#[test]
+fn cancel_server_flow_finds_the_invite_and_completes_both() {
+    let mut s = Sim::new();
+    let RequestMatch::New(inv) = s.request(&req("INVITE", "z9hG4bKc1"), Transport::Udp) else {
+        panic!()
+    };
+    s.respond(inv, 180, "tt").unwrap();
+    s.run_until(3000);
+    let cancel = req("CANCEL", "z9hG4bKc1");
+    let RequestMatch::New(can) = s.request(&cancel, Transport::Udp) else {
+        panic!("CANCEL gets its own transaction")
+    };
+    assert_ne!(can, inv);
+    assert_eq!(s.table.kind(can), Some(TxnKind::ServerNonInvite));
+    assert_eq!(s.table.find_cancel_target(&cancel), Some(inv));
+    assert_eq!(
+        s.table.find_cancel_target(&req("CANCEL", "z9hG4bKzz")),
+        None
+    );
+    s.respond(can, 200, "tt").unwrap();
+    s.respond(inv, 487, "tt").unwrap();
+    s.run_until(3100);
+    s.request(&req("ACK", "z9hG4bKc1"), Transport::Udp);
+    assert_eq!(s.table.state(inv), Some(TxnState::Confirmed));
+    s.run_until(60_000);
+    assert_eq!(s.terminated_at(inv), [3100 + 5000]);
+    assert_eq!(s.terminated_at(can), [3000 + 32_000]);
+    assert_eq!(s.sends_of(inv, "SIP/2.0 487"), [3000]);
+}
+
+#[test]
+fn cancel_client_flow_487_or_cancel_guard() {
+    let mut s = Sim::new();
+    // 1: the 487 arrives.
+    let inv = s.client("INVITE", "z9hG4bKk1", Transport::Udp);
+    s.run_until(200);
+    s.response("INVITE", "z9hG4bKk1", 180);
+    s.run_until(1000);
+    let can = s.client("CANCEL", "z9hG4bKk1", Transport::Udp);
+    assert_eq!(s.table.kind(can), Some(TxnKind::ClientNonInvite));
+    s.run_until(1100);
+    // The CANCEL's 200 goes to the CANCEL transaction, not the INVITE.
+    assert_eq!(
+        s.response("CANCEL", "z9hG4bKk1", 200),
+        ResponseMatch::Matched(can)
+    );
+    assert_eq!(s.table.state(inv), Some(TxnState::Proceeding));
+    s.response("INVITE", "z9hG4bKk1", 487);
+    s.ack(inv).unwrap();
+    // 2: the peer never answers the INVITE after our CANCEL.
+    let inv2 = s.client("INVITE", "z9hG4bKk2", Transport::Udp);
+    s.run_until(1200);
+    s.response("INVITE", "z9hG4bKk2", 100);
+    s.run_until(2000);
+    s.client("CANCEL", "z9hG4bKk2", Transport::Udp);
+    s.response("CANCEL", "z9hG4bKk2", 200);
+    s.run_until(100_000);
+    assert_eq!(s.terminated_at(inv), [1100 + 32_000]);
+    assert_eq!(
+        s.when(
+            |a| matches!(a, Action::Timeout { txn, timer: TimerName::CancelGuard } if *txn == inv2)
+        ),
+        [2000 + 32_000]
+    );
+    assert_eq!(s.terminated_at(inv2), [2000 + 32_000]);
+    assert_eq!(s.sends_of(can, "CANCEL request z9hG4bKk1"), [1000]);
+    assert!(s.table.is_empty());
+}
+
+#[test]
+fn transport_errors_end_transactions_and_reach_the_tu() {
+    let mut s = Sim::new();
+    let ci = s.client("INVITE", "z9hG4bKe1", Transport::Udp);
+    let cn = s.client("MESSAGE", "z9hG4bKe2", Transport::Tcp);
+    let RequestMatch::New(si) = s.request(&req("INVITE", "z9hG4bKe3"), Transport::Udp) else {
+        panic!()
+    };
+    let RequestMatch::New(sn) = s.request(&req("INFO", "z9hG4bKe4"), Transport::Udp) else {
+        panic!()
+    };
+    s.run_until(100);
+    s.respond(si, 500, "t").unwrap();
+    s.run_until(700);
+    for id in [ci, cn, si, sn] {
+        s.table.transport_error(s.now, id, &mut s.out).unwrap();
+        s.drain();
+        assert_eq!(s.terminated_at(id), [700]);
+        assert_eq!(
+            s.when(|a| matches!(a, Action::TransportError { txn } if *txn == id)),
+            [700]
+        );
+    }
+    assert_eq!(
+        s.table.transport_error(s.now, ci, &mut s.out),
+        Err(TxnError::NotFound)
+    );
+    assert_eq!(s.table.stats().transport_errors, 4);
+    s.run_until(100_000);
+    assert_eq!(s.send_times(ci), [0, 500]);
+    assert_eq!(s.send_times(si), [100, 600]);
+    assert!(s.table.is_empty());
+}
+
+#[test]
+fn rfc2543_fallback_matching() {
+    let mut s = Sim::new();
+    let old = req("INVITE", ""); // no branch at all
+    let RequestMatch::New(id) = s.request(&old, Transport::Udp) else {
+        panic!()
+    };
+    // A retransmission with the same dialog fields matches (sent-by is not part of the RFC 2543 key).
+    let retrans = RequestInfo {
+        sent_by: b"elsewhere",
+        ..old
+    };
+    assert_eq!(
+        s.request(&retrans, Transport::Udp),
+        RequestMatch::Existing(id)
+    );
+    // Different CSeq or Call-ID: a different transaction.
+    assert!(matches!(
+        s.request(&RequestInfo { cseq: 2, ..old }, Transport::Udp),
+        RequestMatch::New(_)
+    ));
+    // Same fields but a To tag the INVITE did not have: conflict, no transaction.
+    assert_eq!(
+        s.request(
+            &RequestInfo {
+                to_tag: b"x",
+                ..old
+            },
+            Transport::Udp
+        ),
+        RequestMatch::Conflict
+    );
+    // CANCEL targets by the same fields.
+    assert_eq!(s.table.find_cancel_target(&req("CANCEL", "")), Some(id));
+    s.respond(id, 486, "srv-tag").unwrap();
+    // The ACK carries the response's To tag; a wrong tag does not match.
+    let bad_ack = RequestInfo {
+        to_tag: b"other",
+        ..req("ACK", "")
+    };
+    assert_eq!(
+        s.request(&bad_ack, Transport::Udp),
+        RequestMatch::UnmatchedAck
+    );
+    let ack = RequestInfo {
+        to_tag: b"srv-tag",
+        ..req("ACK", "")
+    };
+    assert_eq!(s.request(&ack, Transport::Udp), RequestMatch::Existing(id));
+    assert_eq!(s.table.state(id), Some(TxnState::Confirmed));
+    // A branch without the cookie also uses the fallback.
+    let odd = RequestInfo {
+        branch: b"1234",
+        ..req("OPTIONS", "")
+    };
+    let RequestMatch::New(o) = s.request(&odd, Transport::Udp) else {
+        panic!()
+    };
+    let odd2 = RequestInfo {
+        branch: b"5678",
+        ..odd
+    };
+    assert_eq!(s.request(&odd2, Transport::Udp), RequestMatch::Existing(o));
+}
+
+#[test]
+fn misuse_gives_typed_errors() {
+    let mut s = Sim::new();
+    let id = s.client("INVITE", "z9hG4bKu", Transport::Udp);
+    let dup = s.table.start_client(
+        s.now,
+        ClientRequest {
+            method: b"INVITE",
+            branch: b"z9hG4bKu",
+            bytes: Bytes::new(),
+            dest: dest(Transport::Udp),
+        },
+        &mut s.out,
+    );
+    assert_eq!(dup, Err(TxnError::Duplicate));
+    let ack = s.table.start_client(
+        s.now,
+        ClientRequest {
+            method: b"ACK",
+            branch: b"z9hG4bKv",
+            bytes: Bytes::new(),
+            dest: dest(Transport::Udp),
+        },
+        &mut s.out,
+    );
+    assert_eq!(ack, Err(TxnError::InvalidMethod));
+    assert_eq!(s.respond(id, 200, ""), Err(TxnError::WrongKind));
+    let RequestMatch::New(srv) = s.request(&req("INVITE", "z9hG4bKw"), Transport::Udp) else {
+        panic!()
+    };
+    assert_eq!(s.respond(srv, 99, ""), Err(TxnError::InvalidStatus(99)));
+    assert_eq!(s.respond(srv, 700, ""), Err(TxnError::InvalidStatus(700)));
+    assert_eq!(s.ack(srv), Err(TxnError::WrongKind));
+    // A response with an out-of-range status is ignored by the machine.
+    s.response("INVITE", "z9hG4bKu", 42);
+    assert_eq!(s.table.state(id), Some(TxnState::Calling));
+}
