@@ -798,3 +798,250 @@ fn misuse_gives_typed_errors() {
     s.response("INVITE", "z9hG4bKu", 42);
     assert_eq!(s.table.state(id), Some(TxnState::Calling));
 }
+
+// ---------------------------------------------------------------- property test: random event sequences
+
+/// splitmix64: a tiny deterministic generator so failures reproduce from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+const STATUSES: &[u16] = &[
+    0, 99, 100, 180, 183, 200, 202, 299, 300, 404, 486, 487, 503, 603, 699, 700, 999,
+];
+
+/// Everything one random run created, to drive the TU's closing moves.
+struct Run {
+    servers: Vec<(TxnId, bool)>, // (id, is INVITE)
+    client: Option<TxnId>,
+    client_invite: Option<TxnId>,
+}
+
+fn random_step(s: &mut Sim, rng: &mut Rng, kind: TxnKind, transport: Transport, run: &mut Run) {
+    let branch = "z9hG4bKprop";
+    let method = match kind {
+        TxnKind::ClientInvite | TxnKind::ServerInvite => "INVITE",
+        _ => "NOTIFY",
+    };
+    // Serve pending NeedAck/NeedTrying sometimes, as a caller would (or fail to).
+    let pending: Vec<Action> = s
+        .log
+        .iter()
+        .filter(|(t, a)| {
+            *t == s.ms() && matches!(a, Action::NeedAck { .. } | Action::NeedTrying { .. })
+        })
+        .map(|(_, a)| a.clone())
+        .collect();
+    for a in pending {
+        if rng.below(2) == 0 {
+            match a {
+                Action::NeedAck { txn, .. } => {
+                    let _ = s.ack(txn);
+                }
+                Action::NeedTrying { txn } => {
+                    let _ = s.respond(txn, 100, "");
+                }
+                _ => {}
+            }
+        }
+    }
+    match kind {
+        TxnKind::ClientInvite | TxnKind::ClientNonInvite => match rng.below(6) {
+            0..=2 => {
+                let status = rng.pick(STATUSES);
+                s.response(method, branch, status);
+            }
+            3 => {
+                if let Some(id) = run.client_invite {
+                    let _ = s.ack(id);
+                }
+            }
+            4 => {
+                if let Some(id) = run.client {
+                    let _ = s.table.transport_error(s.now, id, &mut s.out);
+                    s.drain();
+                }
+            }
+            _ => {
+                if kind == TxnKind::ClientInvite {
+                    start_cancel(s, transport);
+                } else {
+                    s.response("CANCEL", branch, rng.pick(STATUSES));
+                }
+            }
+        },
+        TxnKind::ServerInvite | TxnKind::ServerNonInvite => {
+            let id = match run.servers.len() as u64 {
+                0 => None,
+                n => run.servers.get(rng.below(n) as usize).map(|x| x.0),
+            };
+            match rng.below(6) {
+                0 => {
+                    // After the transaction ended, a late retransmission starts a new one the TU must answer.
+                    if let RequestMatch::New(n) = s.request(&req(method, branch), transport) {
+                        run.servers.push((n, kind == TxnKind::ServerInvite));
+                    }
+                }
+                1 => {
+                    s.request(&req("ACK", branch), transport);
+                }
+                2 | 3 => {
+                    if let Some(id) = id {
+                        let _ = s.respond(id, rng.pick(STATUSES), "tag");
+                    }
+                }
+                4 => {
+                    if let Some(id) = id {
+                        let _ = s.table.transport_error(s.now, id, &mut s.out);
+                        s.drain();
+                    }
+                }
+                _ => {
+                    if let RequestMatch::New(c) = s.request(&req("CANCEL", branch), transport) {
+                        run.servers.push((c, false));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn start_cancel(s: &mut Sim, transport: Transport) {
+    let _ = s.table.start_client(
+        s.now,
+        ClientRequest {
+            method: b"CANCEL",
+            branch: b"z9hG4bKprop",
+            bytes: Bytes::from_static(b"CANCEL"),
+            dest: dest(transport),
+        },
+        &mut s.out,
+    );
+    s.drain();
+}
+
+#[test]
+fn random_event_sequences_never_panic_and_always_terminate() {
+    for seed in 0..10_000u64 {
+        let mut rng = Rng(seed);
+        let t1 = rng.pick(&[100u64, 500]);
+        let cfg = TimerConfig {
+            t1: Duration::from_millis(t1),
+            t2: Duration::from_millis(t1 * 8),
+            t4: Duration::from_millis(t1 * 10),
+            timer_d: Duration::from_millis(t1 * 64),
+            trying_delay: Duration::from_millis(rng.pick(&[0u64, 200])),
+        };
+        let bound = 64 * t1 + 10 * t1;
+        let mut s = Sim::with(cfg);
+        let kind = rng.pick(&[
+            TxnKind::ClientInvite,
+            TxnKind::ClientNonInvite,
+            TxnKind::ServerInvite,
+            TxnKind::ServerNonInvite,
+        ]);
+        let transport = rng.pick(&[Transport::Udp, Transport::Tcp]);
+        let mut run = Run {
+            servers: Vec::new(),
+            client: None,
+            client_invite: None,
+        };
+        match kind {
+            TxnKind::ClientInvite => {
+                run.client = Some(s.client("INVITE", "z9hG4bKprop", transport));
+                run.client_invite = run.client;
+            }
+            TxnKind::ClientNonInvite => {
+                run.client = Some(s.client("NOTIFY", "z9hG4bKprop", transport));
+            }
+            TxnKind::ServerInvite | TxnKind::ServerNonInvite => {
+                let m = if kind == TxnKind::ServerInvite {
+                    "INVITE"
+                } else {
+                    "NOTIFY"
+                };
+                if let RequestMatch::New(id) = s.request(&req(m, "z9hG4bKprop"), transport) {
+                    run.servers.push((id, kind == TxnKind::ServerInvite));
+                }
+            }
+        }
+        for _ in 0..rng.below(20) {
+            let t = s.ms() + rng.below(4 * t1 * 2);
+            s.run_until(t);
+            random_step(&mut s, &mut rng, kind, transport, &mut run);
+        }
+        // The TU's closing moves: answer every server transaction still waiting for it, CANCEL a pending INVITE.
+        for &(id, _) in &run.servers {
+            if matches!(
+                s.table.state(id),
+                Some(TxnState::Trying | TxnState::Proceeding)
+            ) {
+                let status = rng.pick(&[200u16, 486]);
+                s.respond(id, status, "tag").unwrap();
+            }
+        }
+        if let Some(id) = run.client_invite
+            && matches!(
+                s.table.state(id),
+                Some(TxnState::Calling | TxnState::Proceeding)
+            )
+        {
+            start_cancel(&mut s, transport);
+        }
+        let quiet_from = s.ms();
+        let log_len = s.log.len();
+        s.run_until(quiet_from + bound);
+        assert!(s.table.is_empty(), "seed {seed}: {:?} still live", kind);
+        assert_eq!(s.table.next_deadline(), None, "seed {seed}");
+        if transport.is_reliable() {
+            assert!(
+                !s.log[log_len..]
+                    .iter()
+                    .any(|(_, a)| matches!(a, Action::Send { .. })),
+                "seed {seed}: timer-driven send on a reliable transport"
+            );
+        }
+        // Nothing mentions a transaction after its Terminated, and each terminates once.
+        let mut dead: Vec<TxnId> = Vec::new();
+        for (_, a) in &s.log {
+            let id = match a {
+                Action::Send { txn, .. }
+                | Action::PassToTu { txn, .. }
+                | Action::NeedAck { txn, .. }
+                | Action::NeedTrying { txn }
+                | Action::Timeout { txn, .. }
+                | Action::TransportError { txn }
+                | Action::Terminated { txn } => *txn,
+            };
+            assert!(
+                !dead.contains(&id),
+                "seed {seed}: action after termination: {a:?}"
+            );
+            if matches!(a, Action::Terminated { .. }) {
+                dead.push(id);
+            }
+        }
+        let st = s.table.stats();
+        assert_eq!(
+            st.client_created + st.server_created,
+            st.terminated,
+            "seed {seed}"
+        );
+    }
+}
