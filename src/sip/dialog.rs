@@ -591,4 +591,36 @@ mod tests {
             "sip:a.example"
         );
     }
+
+    #[test]
+    fn arbitrary_route_entries_never_panic() {
+        // Route entries come from the network: any string must give some target, never a panic.
+        const ALPHABET: &[&str] = &[
+            "<", ">", ";", "=", "@", "?", ":", "lr", "sip", "é", "☃", " ", "a", "method",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let entries: Vec<String> = (0..next() % 4)
+                .map(|_| {
+                    (0..next() % 12)
+                        .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&str> = entries.iter().map(String::as_str).collect();
+            let req = UasRequest {
+                record_route: &refs,
+                ..uas_req(&[])
+            };
+            let d = Dialog::uas(&req, "t", true).unwrap();
+            let t = d.request_target();
+            assert!(t.route.len() <= refs.len() + 1);
+        }
+    }
 }

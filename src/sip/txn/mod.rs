@@ -68,6 +68,14 @@ pub struct TxnId {
     pub(crate) generation: u32,
 }
 
+impl TxnId {
+    /// A number unique among live transactions of one table (slab index and generation), for logs and for
+    /// keying TU state outside the table.
+    pub fn as_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.idx)
+    }
+}
+
 /// What a [`Action::PassToTu`] carries up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TuMsg {

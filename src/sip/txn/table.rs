@@ -341,17 +341,27 @@ impl TxnTable {
         to_tag: &[u8],
         out: &mut Vec<Action>,
     ) -> Result<(), TxnError> {
-        if let Some(tags) = self.get_mut(id).and_then(|t| t.legacy_tags.as_deref_mut())
-            && *tags.response != *to_tag
+        // Remember the tag before running: a reliable-transport machine may terminate inside the call.
+        let previous = match self.get_mut(id).and_then(|t| t.legacy_tags.as_deref_mut()) {
+            Some(tags) if *tags.response != *to_tag => {
+                Some(std::mem::replace(&mut tags.response, to_tag.into()))
+            }
+            _ => None,
+        };
+        let r = self
+            .run(id, now, out, |m, cx| match m {
+                Machine::InviteServer(m) => m.send_response(cx, status, bytes),
+                Machine::NonInviteServer(m) => m.send_response(cx, status, bytes),
+                _ => Err(TxnError::WrongKind),
+            })
+            .unwrap_or(Err(TxnError::NotFound));
+        if r.is_err()
+            && let Some(old) = previous
+            && let Some(tags) = self.get_mut(id).and_then(|t| t.legacy_tags.as_deref_mut())
         {
-            tags.response = to_tag.into();
+            tags.response = old;
         }
-        self.run(id, now, out, |m, cx| match m {
-            Machine::InviteServer(m) => m.send_response(cx, status, bytes),
-            Machine::NonInviteServer(m) => m.send_response(cx, status, bytes),
-            _ => Err(TxnError::WrongKind),
-        })
-        .unwrap_or(Err(TxnError::NotFound))
+        r
     }
 
     /// The ACK the caller built after [`Action::NeedAck`]: sent now and resent for every retransmitted final.

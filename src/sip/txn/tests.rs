@@ -1045,3 +1045,30 @@ fn random_event_sequences_never_panic_and_always_terminate() {
         );
     }
 }
+
+#[test]
+fn out_of_range_timer_config_is_clamped() {
+    let mut s = Sim::with(TimerConfig {
+        t1: Duration::MAX,
+        t2: Duration::ZERO,
+        t4: Duration::MAX,
+        timer_d: Duration::MAX,
+        trying_delay: Duration::MAX,
+    });
+    assert_eq!(s.table.config().t1, Duration::from_secs(3600));
+    assert_eq!(s.table.config().t2, Duration::from_secs(3600));
+    let id = s.client("INVITE", "z9hG4bKbig", Transport::Udp);
+    assert_eq!(
+        s.table.next_deadline(),
+        Some(s.t0 + Duration::from_secs(3600))
+    );
+    s.run_until(64 * 3600 * 1000);
+    assert_eq!(s.terminated_at(id), [64 * 3600 * 1000]);
+    let mut z = Sim::with(TimerConfig {
+        t1: Duration::ZERO,
+        ..TimerConfig::default()
+    });
+    let id = z.client("OPTIONS", "z9hG4bKzero", Transport::Udp);
+    z.run_until(1000);
+    assert_eq!(z.terminated_at(id), [64]);
+}

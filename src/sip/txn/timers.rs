@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 /// Timer base values. T1/T2/T4 as in RFC 3261 17.1.1.1; everything else derives from them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimerConfig {
-    /// RTT estimate (default 500 ms); clamped to at least 1 ms so doubling timers always advance.
+    /// RTT estimate (default 500 ms). [`TxnTable::new`](super::TxnTable::new) clamps every value to at most
+    /// one hour and T1 to at least 1 ms.
     pub t1: Duration,
     /// Maximum retransmit interval for non-INVITE requests and INVITE responses (default 4 s).
     pub t2: Duration,
@@ -31,10 +32,15 @@ impl Default for TimerConfig {
 }
 
 impl TimerConfig {
-    /// Make the values usable: T1 >= 1 ms, T2 >= T1.
+    /// Make the values usable: 1 ms <= T1 <= 1 h, T1 <= T2, and every value at most 1 h, so doubling timers
+    /// always advance and `Instant + 64*T1` cannot overflow.
     pub(crate) fn sanitized(mut self) -> Self {
-        self.t1 = self.t1.max(Duration::from_millis(1));
-        self.t2 = self.t2.max(self.t1);
+        const MAX: Duration = Duration::from_secs(3600);
+        self.t1 = self.t1.clamp(Duration::from_millis(1), MAX);
+        self.t2 = self.t2.clamp(self.t1, MAX);
+        self.t4 = self.t4.min(MAX);
+        self.timer_d = self.timer_d.min(MAX);
+        self.trying_delay = self.trying_delay.min(MAX);
         self
     }
 
