@@ -102,7 +102,11 @@ impl ClientInvite {
                     };
                     cx.arm(LIFE, d, TimerName::D);
                     cx.pass(TuMsg::Response { status }, bytes);
-                    cx.out.push(Action::NeedAck { txn: cx.id, status });
+                    cx.out.push(Action::NeedAck {
+                        txn: cx.id,
+                        status,
+                        request: self.request.clone(),
+                    });
                 }
                 _ => {}
             },

@@ -125,10 +125,17 @@ pub enum Action {
         msg: TuMsg,
         bytes: Bytes,
     },
-    /// Build the ACK for the non-2xx final response `status` and give it to [`TxnTable::provide_ack`].
-    NeedAck { txn: TxnId, status: u16 },
+    /// Build the ACK for the non-2xx final response `status` (which was just passed to the TU) and give it to
+    /// [`TxnTable::provide_ack`]. `request` is the INVITE as sent: the ACK copies its Request-URI, Call-ID,
+    /// From, CSeq number, top Via and Route, and takes To from the response (RFC 3261 17.1.1.3).
+    NeedAck {
+        txn: TxnId,
+        status: u16,
+        request: Bytes,
+    },
     /// Build a 100 Trying for this INVITE server transaction and send it with [`TxnTable::send_response`].
-    NeedTrying { txn: TxnId },
+    /// `request` is the INVITE as received (the 100 copies its Via, From, To, Call-ID and CSeq).
+    NeedTrying { txn: TxnId, request: Bytes },
     /// A timer that means failure fired (B, F, H, or the CANCEL guard of an INVITE client transaction).
     Timeout { txn: TxnId, timer: TimerName },
     /// The transport reported a fatal error for this transaction (see [`TxnTable::transport_error`]).

@@ -18,6 +18,8 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct ServerInvite {
     state: State,
+    /// The INVITE, handed back with [`Action::NeedTrying`].
+    request: Bytes,
     /// Most recent provisional (Proceeding) or the final non-2xx response (Completed).
     last_response: Option<Bytes>,
     g_interval: Duration,
@@ -25,15 +27,19 @@ pub(crate) struct ServerInvite {
 
 impl ServerInvite {
     /// The table has already passed the INVITE to the TU.
-    pub fn start(cx: &mut Cx<'_>) -> Self {
+    pub fn start(cx: &mut Cx<'_>, request: Bytes) -> Self {
         let delay = cx.cfg.trying_delay;
         if delay.is_zero() {
-            cx.out.push(Action::NeedTrying { txn: cx.id });
+            cx.out.push(Action::NeedTrying {
+                txn: cx.id,
+                request: request.clone(),
+            });
         } else {
             cx.arm(AUX, delay, TimerName::Trying);
         }
         ServerInvite {
             state: State::Proceeding,
+            request,
             last_response: None,
             g_interval: cx.cfg.t1,
         }
@@ -119,7 +125,10 @@ impl ServerInvite {
     pub fn on_timer(&mut self, cx: &mut Cx<'_>, timer: TimerName) {
         match (self.state, timer) {
             (State::Proceeding, TimerName::Trying) if self.last_response.is_none() => {
-                cx.out.push(Action::NeedTrying { txn: cx.id });
+                cx.out.push(Action::NeedTrying {
+                    txn: cx.id,
+                    request: self.request.clone(),
+                });
             }
             (State::Completed, TimerName::G) => {
                 if let Some(r) = &self.last_response {

@@ -311,7 +311,9 @@ impl TxnTable {
             |cx| {
                 cx.pass(TuMsg::Request, bytes);
                 match class {
-                    MethodClass::Invite => Machine::InviteServer(ServerInvite::start(cx)),
+                    MethodClass::Invite => {
+                        Machine::InviteServer(ServerInvite::start(cx, bytes.clone()))
+                    }
                     _ => Machine::NonInviteServer(ServerNonInvite::start()),
                 }
             },

@@ -301,7 +301,8 @@ fn invite_client_non_2xx_generates_ack_and_absorbs_retransmissions_until_d() {
         s.log.last().map(|x| &x.1),
         Some(&Action::NeedAck {
             txn: id,
-            status: 486
+            status: 486,
+            request: Bytes::from_static(b"INVITE request z9hG4bK4"),
         })
     );
     s.ack(id).unwrap();
@@ -392,7 +393,10 @@ fn invite_server_trying_after_200ms_then_g_until_h() {
     s.run_until(200);
     assert_eq!(
         s.log.last().map(|x| &x.1),
-        Some(&Action::NeedTrying { txn: id })
+        Some(&Action::NeedTrying {
+            txn: id,
+            request: Bytes::from_static(b"INVITE"),
+        })
     );
     s.respond(id, 100, "").unwrap();
     s.run_until(500);
@@ -512,7 +516,10 @@ fn invite_server_immediate_trying_when_delay_zero() {
     };
     assert_eq!(
         s.log.iter().map(|x| x.1.clone()).collect::<Vec<_>>()[1..],
-        [Action::NeedTrying { txn: id }]
+        [Action::NeedTrying {
+            txn: id,
+            request: Bytes::from_static(b"INVITE"),
+        }]
     );
 }
 
@@ -854,7 +861,7 @@ fn random_step(s: &mut Sim, rng: &mut Rng, kind: TxnKind, transport: Transport, 
                 Action::NeedAck { txn, .. } => {
                     let _ = s.ack(txn);
                 }
-                Action::NeedTrying { txn } => {
+                Action::NeedTrying { txn, .. } => {
                     let _ = s.respond(txn, 100, "");
                 }
                 _ => {}
@@ -1024,7 +1031,7 @@ fn random_event_sequences_never_panic_and_always_terminate() {
                 Action::Send { txn, .. }
                 | Action::PassToTu { txn, .. }
                 | Action::NeedAck { txn, .. }
-                | Action::NeedTrying { txn }
+                | Action::NeedTrying { txn, .. }
                 | Action::Timeout { txn, .. }
                 | Action::TransportError { txn }
                 | Action::Terminated { txn } => *txn,
