@@ -52,7 +52,6 @@ impl DialogError {
     /// Response status the UAS should answer with, where the error comes from a received request.
     pub fn status(&self) -> u16 {
         match self {
-            DialogError::OutOfOrder { .. } => 500,
             DialogError::MissingContact => 400,
             _ => 500,
         }
@@ -302,10 +301,11 @@ impl Dialog {
     }
 }
 
-/// URI inside a route entry: between the angle brackets of a name-addr, or the whole value.
+/// URI inside a route entry: between the angle brackets of a name-addr, or the whole value. The last `<` is
+/// used because a quoted display name may contain one and a URI never does.
 fn route_uri(entry: &str) -> &str {
     let entry = entry.trim();
-    match (entry.find('<'), entry.rfind('>')) {
+    match (entry.rfind('<'), entry.rfind('>')) {
         (Some(open), Some(close)) if open < close => entry.get(open + 1..close).unwrap_or(entry),
         _ => entry,
     }
@@ -583,6 +583,10 @@ mod tests {
         assert!(!has_lr("sip:lr;x@p.example"));
         assert!(!has_lr("sip:p.example;lrx"));
         assert!(!has_lr("sip:p.example?lr"));
+        assert!(has_lr("sip:[2001:db8::1]:5060;lr"));
+        assert!(has_lr("sips:u@[::1];transport=tls;lr"));
+        assert!(!has_lr("sip:[2001:db8::1]:5060"));
+        assert_eq!(route_uri("\"a<b>c\" <sip:x;lr>"), "sip:x;lr");
         assert_eq!(route_uri(" <sip:a;lr> "), "sip:a;lr");
         assert_eq!(route_uri("sip:a;lr"), "sip:a;lr");
         assert_eq!(strip_for_request_uri("sip:a.example"), "sip:a.example");

@@ -18,6 +18,38 @@
 //! Both requests are answered synchronously while handling the actions; on a reliable transport the Completed
 //! state of an INVITE client transaction lasts until the next [`TxnTable::poll`] (Timer D = 0), so the ACK must
 //! be provided before that poll.
+//!
+//! The driving loop, in short:
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use bytes::Bytes;
+//! use tollgate::sip::txn::*;
+//!
+//! let mut table = TxnTable::new(TimerConfig::default());
+//! let mut actions = Vec::new();
+//! let t0 = Instant::now();
+//! let peer = Dest { transport: Transport::Udp, addr: "192.0.2.1:5060".parse().unwrap() };
+//!
+//! // A request came in: the parser gave us these fields (spans into the datagram).
+//! let invite = Bytes::from_static(b"INVITE sip:bob@example.com SIP/2.0\r\n...");
+//! let info = RequestInfo { method: b"INVITE", branch: b"z9hG4bK776", sent_by: b"192.0.2.1", ..Default::default() };
+//! let RequestMatch::New(id) = table.on_request(t0, &info, &invite, peer, &mut actions) else { unreachable!() };
+//! assert!(matches!(actions[0], Action::PassToTu { msg: TuMsg::Request, .. }));
+//! actions.clear();
+//!
+//! // The TU rejects it; the transaction sends and will retransmit the 486 until the ACK (Timer G).
+//! let busy = Bytes::from_static(b"SIP/2.0 486 Busy Here\r\n...");
+//! table.send_response(t0, id, 486, busy, b"totag", &mut actions).unwrap();
+//! assert!(matches!(actions[0], Action::Send { retransmission: false, .. }));
+//! actions.clear();
+//!
+//! // The I/O loop sleeps until the next deadline, then polls.
+//! let wake = table.next_deadline().unwrap();
+//! assert_eq!(wake, t0 + Duration::from_millis(500));
+//! table.poll(wake, &mut actions);
+//! assert!(matches!(actions[0], Action::Send { retransmission: true, .. }));
+//! ```
 mod client_invite;
 mod client_non_invite;
 mod key;

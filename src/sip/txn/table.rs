@@ -35,7 +35,8 @@ pub struct TxnStats {
 pub enum RequestMatch {
     /// A new server transaction; the request was passed to the TU (`Action::PassToTu`).
     New(TxnId),
-    /// Matched an existing server transaction (a retransmission or an ACK), which handled it.
+    /// Matched an existing server transaction (a retransmission or an ACK), which handled it. An ACK matching an
+    /// INVITE transaction in the Accepted state was also passed to the TU (`Action::PassToTu` with `TuMsg::Ack`).
     Existing(TxnId),
     /// An ACK that matched no transaction: the ACK for a 2xx, for the TU/dialog layer (RFC 3261 17.2.3).
     UnmatchedAck,
@@ -423,6 +424,11 @@ impl TxnTable {
         }
         self.compact_heap();
         fired
+    }
+
+    #[cfg(test)]
+    pub(crate) fn heap_len(&self) -> usize {
+        self.heap.len()
     }
 
     fn is_live_timer(&self, at: Instant, idx: u32, generation: u32, slot: u8) -> bool {

@@ -1079,3 +1079,24 @@ fn out_of_range_timer_config_is_clamped() {
     z.run_until(1000);
     assert_eq!(z.terminated_at(id), [64]);
 }
+
+#[test]
+fn stale_heap_entries_are_compacted_when_they_dominate() {
+    let mut s = Sim::new();
+    let n = 1000;
+    for i in 0..n {
+        let b = format!("z9hG4bKh{i}");
+        s.client("OPTIONS", &b, Transport::Tcp);
+        s.response("OPTIONS", &b, 200);
+    }
+    // Each left a stale Timer F entry; the K = 0 entries fire at the next poll.
+    assert_eq!(s.table.heap_len(), 2 * n);
+    s.run_until(1);
+    assert!(s.table.is_empty());
+    assert!(
+        s.table.heap_len() <= 64,
+        "heap kept {} stale entries",
+        s.table.heap_len()
+    );
+    assert_eq!(s.table.next_deadline(), None);
+}
