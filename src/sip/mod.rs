@@ -1,0 +1,3 @@
+//! SIP: transactions and dialogs (sans-IO).
+pub mod dialog;
+pub mod txn;
