@@ -8,7 +8,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{RelayCmd, StaticRelay, Topo, in_ns, is_root, open_fds, snmp};
+use common::{
+    RelayCmd, StaticRelay, Topo, in_ns, is_root, open_fds, snmp, snmp6, thread_cpu_ticks,
+};
 use tollgate::fastpath::socket::{
     ActiveScheme, DropReason, Scheme, SocketMedia, SocketMediaConfig, StatsSnapshot, wire,
 };
@@ -254,6 +256,87 @@ fn packet_scheme_relays_across_the_full_range() {
 }
 
 #[test]
+fn packet_scheme_relays_ipv6() {
+    require_root!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::new("v6", 96).expect("topology");
+    let cfg = SocketMediaConfig {
+        addrs: vec![t.sbc_carrier_ip6, t.sbc_cloud_ip6, t.sbc_carrier_ip],
+        port_min: 30000,
+        port_max: 49999,
+        cores: vec![0, 1],
+        scheme: Scheme::PacketSocket,
+        rule_tag: "hwv6".into(),
+        ..Default::default()
+    };
+    let fds_before = open_fds();
+    let media = in_ns(&t.sbc, || {
+        SocketMedia::start(&cfg, |_| StaticRelay::new(30000, 49999))
+    })
+    .expect("start");
+    assert!(
+        t.exec(&t.sbc, &["ip6tables", "-t", "raw", "-S"])
+            .unwrap_or_default()
+            .contains("TGMEDIA-hwv6")
+    );
+    let carrier = bind_in(&t.carrier, sa(t.carrier_ip6, 5000));
+    let cloud = bind_in(&t.cloud, sa(t.cloud_ip6, 6000));
+    let (p, q) = (30001u16, 49999u16);
+    program(
+        &media,
+        &[
+            RelayCmd::Add {
+                local: sa(t.sbc_carrier_ip6, p),
+                from: sa(t.sbc_cloud_ip6, q),
+                to: sa(t.cloud_ip6, 6000),
+            },
+            RelayCmd::Add {
+                local: sa(t.sbc_cloud_ip6, q),
+                from: sa(t.sbc_carrier_ip6, p),
+                to: sa(t.carrier_ip6, 5000),
+            },
+        ],
+    );
+    let csum = (
+        snmp6(&t.cloud, "Udp6InCsumErrors"),
+        snmp6(&t.carrier, "Udp6InCsumErrors"),
+    );
+    let icmp = snmp6(&t.sbc, "Icmp6OutDestUnreachs");
+    send_seq(&carrier, sa(t.sbc_carrier_ip6, p), 1, N);
+    expect_seq(&cloud, sa(t.sbc_cloud_ip6, q), 1, N);
+    send_seq(&cloud, sa(t.sbc_cloud_ip6, q), 2, N);
+    expect_seq(&carrier, sa(t.sbc_carrier_ip6, p), 2, N);
+    send_seq(&carrier, sa(t.sbc_carrier_ip6, 40000), 3, 20); // in range, no flow
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        (
+            snmp6(&t.cloud, "Udp6InCsumErrors"),
+            snmp6(&t.carrier, "Udp6InCsumErrors")
+        ),
+        csum
+    );
+    assert_eq!(
+        snmp6(&t.sbc, "Icmp6OutDestUnreachs"),
+        icmp,
+        "ICMPv6 unreachable sent for in-range ports"
+    );
+    let s = total(&media);
+    assert_eq!(
+        (s.tx_packets, s.dropped(DropReason::NoFlow)),
+        (2 * N as u64, 20),
+        "{s:?}"
+    );
+    media.stop().expect("stop");
+    drop((carrier, cloud));
+    assert!(
+        !t.exec(&t.sbc, &["ip6tables", "-t", "raw", "-S"])
+            .unwrap_or_default()
+            .contains("TGMEDIA")
+    );
+    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+}
+
+#[test]
 fn software_checksum_check_drops_corrupt_datagrams() {
     require_root!();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,20 +471,6 @@ fn per_port_fallback_relays_a_small_range() {
     media.stop().expect("stop");
     drop((carrier, cloud));
     assert_eq!(open_fds(), fds_before, "descriptors leaked");
-}
-
-/// CPU time (user + system, clock ticks) of this process's thread named `name`.
-fn thread_cpu_ticks(name: &str) -> Option<u64> {
-    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let after = stat.rsplit_once(')')?.1;
-            let f: Vec<&str> = after.split_whitespace().collect();
-            return Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?);
-        }
-    }
-    None
 }
 
 #[test]

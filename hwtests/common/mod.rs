@@ -41,6 +41,10 @@ pub struct Topo {
     pub sbc_carrier_ip: IpAddr,
     pub sbc_cloud_ip: IpAddr,
     pub cloud_ip: IpAddr,
+    pub carrier_ip6: IpAddr,
+    pub sbc_carrier_ip6: IpAddr,
+    pub sbc_cloud_ip6: IpAddr,
+    pub cloud_ip6: IpAddr,
 }
 
 impl Topo {
@@ -54,6 +58,10 @@ impl Topo {
             sbc_carrier_ip: format!("10.{net}.1.1").parse().unwrap(),
             sbc_cloud_ip: format!("10.{net}.2.1").parse().unwrap(),
             cloud_ip: format!("10.{net}.2.2").parse().unwrap(),
+            carrier_ip6: format!("fd00:{net}:1::2").parse().unwrap(),
+            sbc_carrier_ip6: format!("fd00:{net}:1::1").parse().unwrap(),
+            sbc_cloud_ip6: format!("fd00:{net}:2::1").parse().unwrap(),
+            cloud_ip6: format!("fd00:{net}:2::2").parse().unwrap(),
         };
         t.delete(); // leftovers of an aborted run
         for ns in [&t.carrier, &t.sbc, &t.cloud] {
@@ -82,6 +90,24 @@ impl Topo {
         addr(s, "s0", t.sbc_carrier_ip)?;
         addr(s, "s1", t.sbc_cloud_ip)?;
         addr(d, "d0", t.cloud_ip)?;
+        let addr6 = |ns: &str, dev: &str, ip: IpAddr| {
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "add",
+                &format!("{ip}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])
+        };
+        addr6(c, "c0", t.carrier_ip6)?;
+        addr6(s, "s0", t.sbc_carrier_ip6)?;
+        addr6(s, "s1", t.sbc_cloud_ip6)?;
+        addr6(d, "d0", t.cloud_ip6)?;
         for (ns, dev) in [(c, "c0"), (s, "s0"), (s, "s1"), (d, "d0")] {
             sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
@@ -145,6 +171,19 @@ pub fn snmp(ns: &str, proto: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A counter from /proc/net/snmp6 of namespace `ns` (e.g. "Icmp6OutDestUnreachs").
+pub fn snmp6(ns: &str, field: &str) -> u64 {
+    let text = in_ns(ns, || {
+        std::fs::read_to_string("/proc/thread-self/net/snmp6").expect("snmp6")
+    });
+    text.lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next()? == field).then(|| it.next()?.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
 /// rx_packets of an interface in namespace `ns` (from /proc/net/dev).
 pub fn if_rx_packets(ns: &str, dev: &str) -> u64 {
     let text = in_ns(ns, || {
@@ -158,10 +197,38 @@ pub fn if_rx_packets(ns: &str, dev: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Packets counted by the first rule of `table`/`chain` in namespace `ns` (a sink rule's counter).
+pub fn rule_packets(t: &Topo, ns: &str, table: &str, chain: &str) -> u64 {
+    let out = t
+        .exec(
+            ns,
+            &["iptables", "-t", table, "-n", "-v", "-x", "-L", chain],
+        )
+        .unwrap_or_default();
+    out.lines()
+        .nth(2)
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// CPU time (user + system, clock ticks) of this process's thread named `name`.
+pub fn thread_cpu_ticks(name: &str) -> Option<u64> {
+    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let after = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            return Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?);
+        }
+    }
+    None
 }
 
 /// Flow programming for [`StaticRelay`].

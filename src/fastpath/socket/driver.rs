@@ -51,8 +51,10 @@ pub struct SocketMediaConfig {
     pub batch: usize,
     /// Longest an idle worker blocks before it looks at its command queue and the stop flag again.
     pub idle_wait: Duration,
-    /// Receive buffer per packet socket (per UDP socket in the fallback: capped at 256 KiB).
+    /// Receive (and raw transmit) buffer per packet socket.
     pub rcvbuf_bytes: usize,
+    /// Receive buffer per UDP socket of the per-port fallback (a ceiling: memory is used only when queued).
+    pub per_port_rcvbuf_bytes: usize,
     /// Capacity of each worker's command queue.
     pub cmd_queue: usize,
     /// Names the netfilter chain `TGMEDIA-<tag>`; one tag per running instance in a namespace.
@@ -70,6 +72,7 @@ impl Default for SocketMediaConfig {
             batch: 64,
             idle_wait: Duration::from_millis(2),
             rcvbuf_bytes: 8 << 20,
+            per_port_rcvbuf_bytes: 1 << 20,
             cmd_queue: 4096,
             rule_tag: "tollgate".into(),
         }
