@@ -3,17 +3,65 @@
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
     RelayCmd, StaticRelay, Topo, in_ns, is_root, open_fds, snmp, snmp6, thread_cpu_ticks,
 };
 use tollgate::fastpath::socket::{
-    ActiveScheme, DropReason, Scheme, SocketMedia, SocketMediaConfig, StatsSnapshot, wire,
+    ActiveScheme, DropReason, PacketHandler, RxPacket, Scheme, SocketMedia, SocketMediaConfig,
+    StatsSnapshot, Verdict, wire,
 };
+
+/// Counts heap allocations made on media worker threads. A worker thread marks itself the first time its
+/// handler applies a command (`Marking`), so everything it allocates afterwards (the packet path included)
+/// is counted.
+struct CountingAlloc;
+
+static WORKER_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator unchanged; the counter is an atomic and the thread-local is a
+// const-initialised Cell (no allocation, no destructor).
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if ON_WORKER.try_with(|w| w.get()).unwrap_or(false) {
+            WORKER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// The static relay, plus marking its worker thread for the allocation count.
+struct Marking(StaticRelay);
+
+impl PacketHandler for Marking {
+    type Cmd = RelayCmd;
+    fn apply_command(&mut self, cmd: RelayCmd) {
+        ON_WORKER.with(|w| w.set(true));
+        self.0.apply_command(cmd);
+    }
+    fn handle_batch(&mut self, now: Instant, pkts: &mut [RxPacket<'_>], out: &mut [Verdict]) {
+        self.0.handle_batch(now, pkts, out);
+    }
+}
 
 /// The tests share CPU pinning, /proc counters and the process's descriptor table: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -146,7 +194,7 @@ fn packet_scheme_relays_across_the_full_range() {
     };
     let fds_before = open_fds();
     let media = in_ns(&t.sbc, || {
-        SocketMedia::start(&cfg, |_| StaticRelay::new(30000, 49999))
+        SocketMedia::start(&cfg, |_| Marking(StaticRelay::new(30000, 49999)))
     })
     .expect("start");
     assert_eq!(media.scheme(), ActiveScheme::PacketSocket);
@@ -180,6 +228,7 @@ fn packet_scheme_relays_across_the_full_range() {
     }
     program(&media, &cmds);
 
+    let allocs_before = WORKER_ALLOCS.load(Ordering::Relaxed);
     let csum_cloud = snmp(&t.cloud, "Udp", "InCsumErrors");
     let csum_carrier = snmp(&t.carrier, "Udp", "InCsumErrors");
     let icmp_sbc = snmp(&t.sbc, "Icmp", "OutDestUnreachs");
@@ -231,6 +280,11 @@ fn packet_scheme_relays_across_the_full_range() {
         "control: closed ports out of range do get ICMP"
     );
 
+    assert_eq!(
+        WORKER_ALLOCS.load(Ordering::Relaxed),
+        allocs_before,
+        "a worker allocated on the packet path"
+    );
     let s = total(&media);
     assert_eq!(s.tx_packets, 4 * N as u64);
     assert_eq!(
