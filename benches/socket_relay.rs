@@ -16,7 +16,11 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{RelayCmd, StaticRelay, Topo, in_ns, is_root, rule_packets, snmp, thread_cpu_ticks};
+use common::{
+    RelayCmd, StaticRelay, Topo, in_ns, is_root, make_realtime, rule_packets, snmp,
+    thread_schedstat,
+};
+use tollgate::fastpath::socket::DropReason;
 use tollgate::fastpath::socket::{Scheme, SocketMedia, SocketMediaConfig, StatsSnapshot};
 
 const FLOWS: u16 = 8;
@@ -29,6 +33,7 @@ struct Point {
     received: u64,
     secs: f64,
     worker_cpu_pct: f64,
+    worker_wait_ms: f64,
     stats: StatsSnapshot,
     kernel_drops: u64,
 }
@@ -96,7 +101,8 @@ fn generate(
             None => GEN_BATCH,
         };
         if want == 0 {
-            std::hint::spin_loop();
+            // Ahead of schedule: yield the core (the softirq work of our own sends runs on it too).
+            std::thread::sleep(Duration::from_micros(50));
             continue;
         }
         // SAFETY: `msgs` point at live `addrs`, `iov` and `payload`.
@@ -118,12 +124,17 @@ fn run_point(
 ) -> Point {
     let rx0 = rule_packets(t, &t.cloud, "raw", "PREROUTING");
     let st0 = StatsSnapshot::sum(&media.all_stats());
-    let cpu0 = thread_cpu_ticks("tg-media-0").unwrap_or(0);
+    let sched0 = thread_schedstat("tg-media-0").unwrap_or_default();
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
     let sent = std::thread::scope(|s| {
         s.spawn(|| {
             let _ = core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+            if rt_level() >= 2 {
+                let param = libc::sched_param { sched_priority: 10 };
+                // SAFETY: plain syscall on the calling thread with a valid parameter.
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            }
             generate(gen_sock, dsts, pps, secs, &stop)
         })
         .join()
@@ -131,9 +142,8 @@ fn run_point(
     });
     let secs = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(300)); // drain what is in flight
-    let cpu = thread_cpu_ticks("tg-media-0").unwrap_or(0) - cpu0;
+    let sched1 = thread_schedstat("tg-media-0").unwrap_or_default();
     let st1 = StatsSnapshot::sum(&media.all_stats());
-    let tick = 100.0; // USER_HZ
     let d = |a: u64, b: u64| a.saturating_sub(b);
     let mut stats = st1;
     stats.rx_packets = d(st1.rx_packets, st0.rx_packets);
@@ -141,12 +151,16 @@ fn run_point(
     stats.rx_syscalls = d(st1.rx_syscalls, st0.rx_syscalls);
     stats.tx_syscalls = d(st1.tx_syscalls, st0.tx_syscalls);
     stats.idle_waits = d(st1.idle_waits, st0.idle_waits);
+    for (a, b) in stats.drops.iter_mut().zip(st0.drops) {
+        *a = a.saturating_sub(b);
+    }
     Point {
         offered_pps: pps,
         sent,
         received: d(rule_packets(t, &t.cloud, "raw", "PREROUTING"), rx0),
         secs,
-        worker_cpu_pct: cpu as f64 / tick / secs * 100.0,
+        worker_cpu_pct: sched1.0.saturating_sub(sched0.0).as_secs_f64() / secs * 100.0,
+        worker_wait_ms: sched1.1.saturating_sub(sched0.1).as_secs_f64() * 1000.0,
         kernel_drops: d(st1.kernel_drops, st0.kernel_drops),
         stats,
     }
@@ -156,6 +170,7 @@ struct ModeResult {
     name: &'static str,
     points: Vec<Point>,
     rcvbuf_errors: u64,
+    rt: bool,
 }
 
 fn bench_mode(
@@ -179,6 +194,7 @@ fn bench_mode(
         SocketMedia::start(&cfg, |_| StaticRelay::new(30000, max_port))
     })
     .expect("start driver");
+    let rt = rt_level() >= 1 && make_realtime("tg-media-0", 10);
     let mut dsts = Vec::new();
     for i in 0..FLOWS {
         let local = SocketAddr::new(t.sbc_carrier_ip, 30000 + 2 * i);
@@ -239,6 +255,29 @@ fn bench_mode(
         name,
         points,
         rcvbuf_errors,
+        rt,
+    }
+}
+
+/// BENCH_RT: 0 = everything SCHED_OTHER, 1 (default) = the media worker SCHED_FIFO, 2 = worker and generator.
+/// On a shared VM the worker otherwise spends most of a point waiting for a CPU (see the runqueue column).
+fn rt_level() -> u32 {
+    std::env::var("BENCH_RT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+fn drops(s: &StatsSnapshot) -> String {
+    let v: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| s.dropped(**r) > 0)
+        .map(|r| format!("{} {}", r.name(), s.dropped(*r)))
+        .collect();
+    if v.is_empty() {
+        "0".into()
+    } else {
+        v.join(", ")
     }
 }
 
@@ -259,20 +298,30 @@ fn report(results: &[ModeResult], secs: f64) -> String {
             .map(|p| p.received as f64 / p.secs)
             .fold(0.0, f64::max);
         s.push_str(&format!("## {}\n\nhighest relayed rate at < 0.1 % loss: **{:.0} pps**; socket-queue drops over the run: UdpRcvbufErrors {}, packet-socket drops {}\n\n", r.name, best, r.rcvbuf_errors, r.points.iter().map(|p| p.kernel_drops).sum::<u64>()));
-        s.push_str("| offered pps | sent pps | relayed pps | loss | worker CPU | pkts/rx syscall | pkts/tx syscall | idle waits |\n|---|---|---|---|---|---|---|---|\n");
+        s.push_str(&format!(
+            "worker scheduling: {}\n\n",
+            match (r.rt, rt_level()) {
+                (false, _) => "worker SCHED_OTHER, generator SCHED_OTHER",
+                (true, 1) => "worker SCHED_FIFO 10, generator SCHED_OTHER (BENCH_RT=1)",
+                (true, _) => "worker and generator SCHED_FIFO 10 (BENCH_RT=2)",
+            }
+        ));
+        s.push_str("| offered pps | sent pps | relayed pps | loss | worker CPU | worker runqueue wait | pkts/rx syscall | pkts/tx syscall | idle waits | driver/handler drops |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for p in &r.points {
             let per = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
             s.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {:.3} % | {:.0} % | {:.1} | {:.1} | {} |\n",
+                "| {} | {:.0} | {:.0} | {:.3} % | {:.0} % | {:.0} ms | {:.1} | {:.1} | {} | {} |\n",
                 p.offered_pps
                     .map_or("unpaced".to_string(), |r| r.to_string()),
                 p.sent as f64 / p.secs,
                 p.received as f64 / p.secs,
                 p.loss() * 100.0,
                 p.worker_cpu_pct,
+                p.worker_wait_ms,
                 per(p.stats.rx_packets, p.stats.rx_syscalls),
                 per(p.stats.tx_packets, p.stats.tx_syscalls),
                 p.stats.idle_waits,
+                drops(&p.stats),
             ));
         }
         s.push('\n');

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tollgate::fastpath::socket::{HandlerDrop, PacketHandler, RxPacket, Verdict};
 
@@ -229,6 +229,50 @@ pub fn thread_cpu_ticks(name: &str) -> Option<u64> {
         }
     }
     None
+}
+
+fn thread_dir(name: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read_to_string(p.join("comm"))
+                .map(|c| c.trim() == name)
+                .unwrap_or(false)
+        })
+}
+
+/// (time on CPU, time runnable but waiting for a CPU) of this process's thread named `name`, from schedstat.
+pub fn thread_schedstat(name: &str) -> Option<(Duration, Duration)> {
+    let text = std::fs::read_to_string(thread_dir(name)?.join("schedstat")).ok()?;
+    let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((
+        Duration::from_nanos(f.next()??),
+        Duration::from_nanos(f.next()??),
+    ))
+}
+
+/// Give this process's thread named `name` a real-time (SCHED_FIFO) priority; false if that failed.
+pub fn make_realtime(name: &str, prio: i32) -> bool {
+    // The thread names itself when it starts, which may be just after the spawn returned.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let tid = loop {
+        if let Some(tid) =
+            thread_dir(name).and_then(|p| p.file_name()?.to_str()?.parse::<i32>().ok())
+        {
+            break tid;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: plain syscall on a thread id of this process with a valid parameter.
+    unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) == 0 }
 }
 
 /// Flow programming for [`StaticRelay`].
