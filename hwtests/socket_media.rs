@@ -15,8 +15,8 @@ use common::{
     RelayCmd, StaticRelay, Topo, in_ns, is_root, open_fds, snmp, snmp6, thread_cpu_ticks,
 };
 use tollgate::fastpath::socket::{
-    ActiveScheme, DropReason, PacketHandler, RxPacket, Scheme, SocketMedia, SocketMediaConfig,
-    StatsSnapshot, Verdict, wire,
+    ActiveScheme, DropReason, PacketHandler, RuleTools, RxPacket, Scheme, SocketMedia,
+    SocketMediaConfig, StatsSnapshot, Verdict, wire,
 };
 
 /// Counts heap allocations made on media worker threads. A worker thread marks itself the first time its
@@ -525,6 +525,78 @@ fn per_port_fallback_relays_a_small_range() {
     media.stop().expect("stop");
     drop((carrier, cloud));
     assert_eq!(open_fds(), fds_before, "descriptors leaked");
+}
+
+#[test]
+fn auto_falls_back_to_per_port_sockets_when_iptables_is_missing() {
+    require_root!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Topo::new("fb", 97).expect("topology");
+    let missing = RuleTools {
+        iptables: "/nonexistent/iptables".into(),
+        ip6tables: "/nonexistent/ip6tables".into(),
+    };
+    let small = SocketMediaConfig {
+        addrs: vec![t.sbc_carrier_ip, t.sbc_cloud_ip],
+        port_min: 32000,
+        port_max: 32049,
+        cores: vec![1],
+        scheme: Scheme::Auto,
+        rule_tools: missing,
+        rule_tag: "hwfb".into(),
+        ..Default::default()
+    };
+    let fds_before = open_fds();
+    let media = in_ns(&t.sbc, || {
+        SocketMedia::start(&small, |_| StaticRelay::new(32000, 32049))
+    })
+    .expect("start");
+    assert_eq!(media.scheme(), ActiveScheme::PerPortSockets);
+    assert!(
+        media
+            .fallback_reason()
+            .unwrap_or_default()
+            .contains("/nonexistent/iptables"),
+        "{:?}",
+        media.fallback_reason()
+    );
+    let carrier = bind_in(&t.carrier, sa(t.carrier_ip, 5000));
+    let cloud = bind_in(&t.cloud, sa(t.cloud_ip, 6000));
+    program(
+        &media,
+        &[RelayCmd::Add {
+            local: sa(t.sbc_carrier_ip, 32010),
+            from: sa(t.sbc_cloud_ip, 32011),
+            to: sa(t.cloud_ip, 6000),
+        }],
+    );
+    send_seq(&carrier, sa(t.sbc_carrier_ip, 32010), 4, 100);
+    expect_seq(&cloud, sa(t.sbc_cloud_ip, 32011), 4, 100);
+    media.stop().expect("stop");
+    drop((carrier, cloud));
+    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    // The full range cannot fall back (2 x 20,000 sockets > the descriptor limit): a clear error, no leak.
+    let full = SocketMediaConfig {
+        port_min: 30000,
+        port_max: 49999,
+        ..small
+    };
+    let err = in_ns(&t.sbc, || {
+        SocketMedia::<RelayCmd>::start(&full, |_| StaticRelay::new(30000, 49999)).err()
+    });
+    assert!(
+        matches!(
+            err,
+            Some(tollgate::fastpath::socket::SocketMediaError::NoScheme { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        open_fds(),
+        fds_before,
+        "descriptors leaked by the failed start"
+    );
+    assert!(!chains(&t).contains("TGMEDIA"), "no chain left behind");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crossbeam_channel::{Sender, TrySendError, bounded};
 use super::handler::PacketHandler;
 use super::packet::{Common, PacketWorker};
 use super::perport::{PerPortWorker, PortTable};
-use super::rules::{DropRule, RuleError};
+use super::rules::{DropRule, RuleError, RuleTools};
 use super::stats::{StatsSnapshot, WorkerStats};
 use super::{bpf, sys};
 
@@ -59,6 +59,8 @@ pub struct SocketMediaConfig {
     pub cmd_queue: usize,
     /// Names the netfilter chain `TGMEDIA-<tag>`; one tag per running instance in a namespace.
     pub rule_tag: String,
+    /// The iptables/ip6tables commands that install the chain.
+    pub rule_tools: RuleTools,
 }
 
 impl Default for SocketMediaConfig {
@@ -75,6 +77,7 @@ impl Default for SocketMediaConfig {
             per_port_rcvbuf_bytes: 1 << 20,
             cmd_queue: 4096,
             rule_tag: "tollgate".into(),
+            rule_tools: RuleTools::default(),
         }
     }
 }
@@ -186,7 +189,13 @@ fn open_packet(cfg: &SocketMediaConfig, n: usize) -> Result<PacketSockets, Socke
             tx6.push(fd);
         }
     }
-    let rule = DropRule::install(&cfg.rule_tag, &cfg.addrs, cfg.port_min, cfg.port_max)?;
+    let rule = DropRule::install(
+        &cfg.rule_tools,
+        &cfg.rule_tag,
+        &cfg.addrs,
+        cfg.port_min,
+        cfg.port_max,
+    )?;
     Ok(PacketSockets { rx, tx4, tx6, rule })
 }
 

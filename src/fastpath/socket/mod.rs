@@ -57,4 +57,5 @@ pub mod wire;
 
 pub use driver::{ActiveScheme, Scheme, SocketMedia, SocketMediaConfig, SocketMediaError};
 pub use handler::{HandlerDrop, PacketHandler, RxPacket, Verdict};
+pub use rules::RuleTools;
 pub use stats::{DropReason, StatsSnapshot, WorkerStats};

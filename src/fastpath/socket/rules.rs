@@ -15,10 +15,7 @@ use super::sys;
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
     #[error("cannot run {tool}: {err}")]
-    Spawn {
-        tool: &'static str,
-        err: std::io::Error,
-    },
+    Spawn { tool: String, err: std::io::Error },
     #[error("`{cmd}` failed: {stderr}")]
     Failed { cmd: String, stderr: String },
     #[error("network namespace: {0}")]
@@ -72,13 +69,16 @@ pub fn install_args(chain: &str, addrs: &[IpAddr], min: u16, max: u16) -> Vec<Ve
     cmds
 }
 
-fn run(tool: &'static str, args: &[String]) -> Result<(), RuleError> {
+fn run(tool: &str, args: &[String]) -> Result<(), RuleError> {
     let out = Command::new(tool)
         .arg("-w")
         .arg("5")
         .args(args)
         .output()
-        .map_err(|err| RuleError::Spawn { tool, err })?;
+        .map_err(|err| RuleError::Spawn {
+            tool: tool.to_string(),
+            err,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
@@ -89,7 +89,7 @@ fn run(tool: &'static str, args: &[String]) -> Result<(), RuleError> {
     }
 }
 
-fn remove_chain(tool: &'static str, chain: &str) -> bool {
+fn remove_chain(tool: &str, chain: &str) -> bool {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut removed = false;
     // Bounded: each pass deletes one jump; more than a few means something else keeps adding them.
@@ -104,8 +104,26 @@ fn remove_chain(tool: &'static str, chain: &str) -> bool {
     removed || flushed || deleted
 }
 
-fn tool(v6: bool) -> &'static str {
-    if v6 { "ip6tables" } else { "iptables" }
+/// The netfilter command-line tools to drive (e.g. `iptables-legacy` where the nft backend is unwanted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleTools {
+    pub iptables: String,
+    pub ip6tables: String,
+}
+
+impl Default for RuleTools {
+    fn default() -> Self {
+        RuleTools {
+            iptables: "iptables".into(),
+            ip6tables: "ip6tables".into(),
+        }
+    }
+}
+
+impl RuleTools {
+    fn get(&self, v6: bool) -> &str {
+        if v6 { &self.ip6tables } else { &self.iptables }
+    }
 }
 
 /// Installed drop rules; removed on [`DropRule::remove`] or drop, in the namespace they were installed in.
@@ -113,6 +131,7 @@ fn tool(v6: bool) -> &'static str {
 pub struct DropRule {
     chain: String,
     families: Vec<bool>,
+    tools: RuleTools,
     netns: File,
     removed: bool,
 }
@@ -120,12 +139,19 @@ pub struct DropRule {
 impl DropRule {
     /// Remove leftovers of an earlier run with the same tag, then install the chain for every family present
     /// in `addrs`, in the calling thread's network namespace.
-    pub fn install(tag: &str, addrs: &[IpAddr], min: u16, max: u16) -> Result<Self, RuleError> {
+    pub fn install(
+        tools: &RuleTools,
+        tag: &str,
+        addrs: &[IpAddr],
+        min: u16,
+        max: u16,
+    ) -> Result<Self, RuleError> {
         let netns = File::open("/proc/thread-self/ns/net").map_err(RuleError::Netns)?;
         let chain = chain_name(tag);
         let mut rule = DropRule {
             chain,
             families: Vec::new(),
+            tools: tools.clone(),
             netns,
             removed: false,
         };
@@ -138,12 +164,12 @@ impl DropRule {
             if fam.is_empty() {
                 continue;
             }
-            if remove_chain(tool(v6), &rule.chain) {
+            if remove_chain(tools.get(v6), &rule.chain) {
                 tracing::warn!(chain = %rule.chain, "removed a stale media drop chain");
             }
             rule.families.push(v6);
             for args in install_args(&rule.chain, &fam, min, max) {
-                run(tool(v6), &args)?; // on error, Drop removes what was installed
+                run(tools.get(v6), &args)?; // on error, Drop removes what was installed
             }
         }
         Ok(rule)
@@ -159,14 +185,15 @@ impl DropRule {
             return Ok(());
         }
         self.removed = true;
-        let (chain, families, netns) = (&self.chain, &self.families, &self.netns);
+        let (chain, families, tools, netns) =
+            (&self.chain, &self.families, &self.tools, &self.netns);
         // iptables acts on its own network namespace, which it inherits from the spawning thread: spawn from a
         // short-lived thread moved into the namespace the rule was installed in.
         std::thread::scope(|s| {
             s.spawn(|| -> Result<(), RuleError> {
                 sys::setns_net(netns).map_err(RuleError::Netns)?;
                 for &v6 in families {
-                    remove_chain(tool(v6), chain);
+                    remove_chain(tools.get(v6), chain);
                 }
                 Ok(())
             })
