@@ -163,7 +163,8 @@ fn open_packet(cfg: &SocketMediaConfig, n: usize) -> Result<PacketSockets, Socke
         let mut group = None;
         // Sockets join in worker order: the fanout program's index i is worker i.
         for w in rx.iter_mut() {
-            let fd = sys::packet_socket(ethertype, &filter).map_err(SocketMediaError::Packet)?;
+            let fd = sys::packet_socket(ethertype, &filter, cfg.idle_wait)
+                .map_err(SocketMediaError::Packet)?;
             let _ = sys::set_rcvbuf(&fd, cfg.rcvbuf_bytes);
             match group {
                 None => {

@@ -35,8 +35,9 @@
 //! One thread per configured core, pinned with `core_affinity`. Each owns its sockets, its buffers (allocated
 //! once), its handler (the pipeline, with that worker's flow table) and its counters. Loop: drain up to 256
 //! commands from its bounded crossbeam queue, `recvmmsg` a batch, validate, `handle_batch`, build headers,
-//! `sendmmsg`. When a receive finds nothing the worker blocks in `poll` for at most `idle_wait` (2 ms by
-//! default): no busy spin when idle, and commands and stop are seen within a few ms.
+//! `sendmmsg`. An idle worker blocks for at most `idle_wait` (2 ms by default) inside `recvmmsg`
+//! (`MSG_WAITFORONE` with `SO_RCVTIMEO`, so waking for traffic costs no extra syscall) or, with both an IPv4
+//! and an IPv6 socket, in `poll`: no busy spin when idle, and commands and stop are seen within a few ms.
 //!
 //! # Prerequisites (packet scheme)
 //! CAP_NET_RAW (packet and raw sockets), CAP_NET_ADMIN (netfilter chain, `SO_RCVBUFFORCE`), the `iptables`

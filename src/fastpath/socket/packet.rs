@@ -80,6 +80,13 @@ impl<H: PacketHandler> PacketWorker<H> {
             .map(|f| sys::pollfd(f.as_raw_fd(), libc::POLLIN))
             .collect();
         let batch = self.common.batch.clamp(1, MAX_BATCH);
+        // One packet socket: block inside recvmmsg (up to idle_wait). Two (IPv4 and IPv6): never block on
+        // one while the other has traffic; poll both when both are empty.
+        let flags = if self.rx.len() == 1 {
+            libc::MSG_WAITFORONE
+        } else {
+            libc::MSG_DONTWAIT
+        };
         let mut loops: u32 = 0;
         while !self.common.stop.load(Relaxed) {
             self.common.drain_commands();
@@ -88,7 +95,7 @@ impl<H: PacketHandler> PacketWorker<H> {
                 let Some(fd) = self.rx.get(r).map(|f| f.as_raw_fd()) else {
                     continue;
                 };
-                let n = self.receive(fd, &mut b, &mut rx, batch);
+                let n = self.receive(fd, flags, &mut b, &mut rx, batch);
                 if n == 0 {
                     continue;
                 }
@@ -104,7 +111,9 @@ impl<H: PacketHandler> PacketWorker<H> {
             loops = loops.wrapping_add(1);
             if !busy {
                 self.common.stats.idle_wait();
-                let _ = sys::poll(&mut pfds, self.common.idle_wait);
+                if flags == libc::MSG_DONTWAIT {
+                    let _ = sys::poll(&mut pfds, self.common.idle_wait);
+                }
             }
             if !busy || loops.is_multiple_of(4096) {
                 let k: u64 = self.rx.iter().map(sys::packet_drops).sum();
@@ -116,7 +125,7 @@ impl<H: PacketHandler> PacketWorker<H> {
     }
 
     /// One recvmmsg; validates every frame into `b.meta`. Returns how many frames were received.
-    fn receive(&self, fd: i32, b: &mut Batch, rx: &mut RxRing, batch: usize) -> usize {
+    fn receive(&self, fd: i32, flags: i32, b: &mut Batch, rx: &mut RxRing, batch: usize) -> usize {
         let RxRing { msgs, iov, ctl } = rx;
         for i in 0..batch {
             let Some(slot) = b.bufs.get_mut(i).and_then(|s| s.get_mut(RX_HEADROOM..)) else {
@@ -137,7 +146,7 @@ impl<H: PacketHandler> PacketWorker<H> {
         }
         let stats = &self.common.stats;
         stats.rx_syscall();
-        let n = match sys::recvmmsg(fd, &mut msgs[..batch]) {
+        let n = match sys::recvmmsg_flags(fd, &mut msgs[..batch], flags) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "packet socket receive failed");

@@ -18,9 +18,16 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 fn new_socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
+    new_socket_flags(domain, ty | libc::SOCK_NONBLOCK, proto)
+}
+
+fn new_socket_flags(
+    domain: libc::c_int,
+    ty: libc::c_int,
+    proto: libc::c_int,
+) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; on success we own the returned descriptor.
-    let fd =
-        cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, proto) })?;
+    let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) })?;
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -82,8 +89,16 @@ fn prog(insns: &[Insn]) -> io::Result<(Vec<libc::sock_filter>, u16)> {
 
 /// An AF_PACKET `SOCK_DGRAM` socket for one ethertype (frames arrive starting at the network header) with
 /// `filter` attached before it is bound, so it never queues a packet the filter would refuse.
-pub fn packet_socket(ethertype: u16, filter: &[Insn]) -> io::Result<OwnedFd> {
-    let fd = new_socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
+///
+/// The socket is blocking with a receive timeout of `wait`: a worker with one packet socket waits for
+/// traffic inside `recvmmsg(MSG_WAITFORONE)` itself (one syscall instead of poll + recvmmsg per wake-up).
+pub fn packet_socket(ethertype: u16, filter: &[Insn], wait: Duration) -> io::Result<OwnedFd> {
+    let fd = new_socket_flags(libc::AF_PACKET, libc::SOCK_DGRAM, 0)?;
+    let tv = libc::timeval {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(wait.subsec_micros().max(1)),
+    };
+    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
     let (mut f, len) = prog(filter)?;
     let fprog = libc::sock_fprog {
         len,
@@ -286,13 +301,23 @@ pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
 
 /// recvmmsg without blocking; Ok(0) when nothing is queued.
 pub fn recvmmsg(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    recvmmsg_flags(fd, msgs, libc::MSG_DONTWAIT)
+}
+
+/// recvmmsg with explicit flags (`MSG_WAITFORONE` on a blocking socket waits up to its SO_RCVTIMEO for the
+/// first datagram, then takes what is queued); Ok(0) on timeout or signal.
+pub fn recvmmsg_flags(
+    fd: RawFd,
+    msgs: &mut [libc::mmsghdr],
+    flags: libc::c_int,
+) -> io::Result<usize> {
     // SAFETY: every mmsghdr points at buffers the caller keeps alive and writable for this call.
     let r = unsafe {
         libc::recvmmsg(
             fd,
             msgs.as_mut_ptr(),
             msgs.len() as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            flags,
             std::ptr::null_mut(),
         )
     };
