@@ -45,12 +45,12 @@
 //! (fanout CBPF). No sysctl is required. IPv4 fragments and IPv6 extension headers are left to the kernel,
 //! which drops them (the chain matches the reassembled datagram); RTP is never fragmented in practice.
 
-pub mod batch;
+mod batch;
 pub mod bpf;
 mod driver;
 pub mod handler;
-pub mod packet;
-pub mod perport;
+mod packet;
+mod perport;
 pub mod rules;
 pub mod stats;
 mod sys;

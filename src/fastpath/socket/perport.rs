@@ -53,10 +53,6 @@ impl PortTable {
         self.fds.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.fds.is_empty()
-    }
-
     fn index(&self, a: SocketAddr) -> Option<usize> {
         let ai = self.addrs.iter().position(|x| *x == a.ip())?;
         let pi = usize::from(a.port().checked_sub(self.min)?);
