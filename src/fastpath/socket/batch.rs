@@ -191,3 +191,73 @@ impl TxBatch {
 fn log_tx_error(e: &io::Error) {
     tracing::debug!(error = %e, "media transmit refused by the kernel");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Forwards even-numbered local ports after appending a 4-byte trailer (as SRTP protect grows a packet),
+    /// drops odd ones as `Crypto`.
+    struct Grow;
+
+    impl PacketHandler for Grow {
+        type Cmd = ();
+        fn apply_command(&mut self, _: ()) {}
+        fn handle_batch(&mut self, _: Instant, pkts: &mut [RxPacket<'_>], out: &mut [Verdict]) {
+            for (p, v) in pkts.iter_mut().zip(out.iter_mut()) {
+                if p.local.port() % 2 == 1 {
+                    *v = Verdict::Drop(HandlerDrop::Crypto);
+                    continue;
+                }
+                let len = p.len();
+                assert!(p.capacity() >= len + 4);
+                p.buf_mut()[len..len + 4].copy_from_slice(b"TAIL");
+                let to = SocketAddr::from(([192, 0, 2, 1], p.local.port()));
+                *v = Verdict::Forward {
+                    from: p.local,
+                    to,
+                    len: len + 4,
+                };
+            }
+        }
+    }
+
+    #[test]
+    fn decide_maps_verdicts_to_their_slots_and_skips_rejected_frames() {
+        let mut b = Batch::new();
+        let stats = WorkerStats::default();
+        for i in 0..5 {
+            let off = RX_HEADROOM + 28;
+            b.bufs[i][off..off + 3].copy_from_slice(&[i as u8; 3]);
+            b.meta[i] = Meta {
+                local: SocketAddr::from(([10, 0, 0, 1], 30000 + i as u16)),
+                remote: SocketAddr::from(([10, 0, 0, 2], 5000)),
+                off,
+                len: 3,
+                ok: i != 2, // slot 2 failed the driver's checks: the handler never sees it
+                ..Meta::default()
+            };
+        }
+        b.decide(&mut Grow, Instant::now(), 5, &stats);
+        for i in [0usize, 4] {
+            let Verdict::Forward { from, to, len } = b.meta[i].verdict else {
+                panic!("slot {i}")
+            };
+            assert_eq!(
+                (from.port(), to.port(), len),
+                (30000 + i as u16, 30000 + i as u16, 7)
+            );
+            let off = b.meta[i].off;
+            assert_eq!(
+                &b.bufs[i][off..off + 7],
+                &[i as u8, i as u8, i as u8, b'T', b'A', b'I', b'L']
+            );
+        }
+        for i in [1usize, 3] {
+            assert_eq!(b.meta[i].verdict, Verdict::Drop(HandlerDrop::Crypto));
+        }
+        assert_eq!(b.meta[2].verdict, Verdict::Drop(HandlerDrop::NoFlow));
+        assert_eq!(stats.snapshot().dropped(DropReason::Crypto), 2);
+        assert_eq!(stats.snapshot().total_drops(), 2);
+    }
+}

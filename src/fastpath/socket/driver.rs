@@ -415,3 +415,108 @@ impl<C: Send + 'static> Drop for SocketMedia<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The per-port scheme on loopback needs no privileges, so the whole lifecycle (start, commands, batched
+    //! relay, stats, stop) is also covered where the namespace tests are skipped.
+    use super::*;
+    use crate::fastpath::socket::{HandlerDrop, RxPacket, Verdict};
+    use std::net::UdpSocket;
+    use std::time::Instant;
+
+    /// Relays to the address set by the last command.
+    struct To(Option<SocketAddr>);
+
+    impl PacketHandler for To {
+        type Cmd = SocketAddr;
+        fn apply_command(&mut self, to: SocketAddr) {
+            self.0 = Some(to);
+        }
+        fn handle_batch(&mut self, _: Instant, pkts: &mut [RxPacket<'_>], out: &mut [Verdict]) {
+            for (p, v) in pkts.iter().zip(out.iter_mut()) {
+                *v = match self.0 {
+                    Some(to) => Verdict::Forward {
+                        from: p.local,
+                        to,
+                        len: p.len(),
+                    },
+                    None => Verdict::Drop(HandlerDrop::NoFlow),
+                };
+            }
+        }
+    }
+
+    #[test]
+    fn per_port_scheme_relays_on_loopback() {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let src = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // A free-looking range derived from the pid; retry a few bases if another process holds a port.
+        let base = 40000 + (std::process::id() % 200) as u16 * 100;
+        let mut started = None;
+        for k in 0..5u16 {
+            let cfg = SocketMediaConfig {
+                addrs: vec!["127.0.0.1".parse().unwrap()],
+                port_min: base + k * 10,
+                port_max: base + k * 10 + 7,
+                cores: Vec::new(),
+                scheme: Scheme::PerPortSockets,
+                ..Default::default()
+            };
+            if let Ok(m) = SocketMedia::start(&cfg, |_| To(None)) {
+                started = Some((m, cfg.port_min));
+                break;
+            }
+        }
+        let (media, min) = started.expect("no free port range");
+        assert_eq!(media.scheme(), ActiveScheme::PerPortSockets);
+        let to = sink.local_addr().unwrap();
+        media.try_send(0, to).unwrap();
+        let t = Instant::now();
+        while media.stats(0).unwrap().commands == 0 {
+            assert!(t.elapsed() < Duration::from_secs(2));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let local: SocketAddr = SocketAddr::from(([127, 0, 0, 1], min + 3));
+        for i in 0..100u8 {
+            src.send_to(&[i; 20], local).unwrap();
+        }
+        let mut buf = [0u8; 64];
+        for i in 0..100u8 {
+            let (n, from) = sink.recv_from(&mut buf).expect("relayed datagram");
+            assert_eq!((n, from), (20, local));
+            assert_eq!(buf[..n], [i; 20]);
+        }
+        let s = media.stats(0).unwrap();
+        assert_eq!((s.rx_packets, s.tx_packets, s.total_drops()), (100, 100, 0));
+        media.stop().unwrap();
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let none = SocketMediaConfig::default();
+        assert!(matches!(
+            SocketMedia::start(&none, |_| To(None)),
+            Err(SocketMediaError::Config(_))
+        ));
+        let any = SocketMediaConfig {
+            addrs: vec!["0.0.0.0".parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            SocketMedia::start(&any, |_| To(None)),
+            Err(SocketMediaError::Config(_))
+        ));
+        let backwards = SocketMediaConfig {
+            addrs: vec!["127.0.0.1".parse().unwrap()],
+            port_min: 2000,
+            port_max: 1000,
+            ..Default::default()
+        };
+        assert!(matches!(
+            SocketMedia::start(&backwards, |_| To(None)),
+            Err(SocketMediaError::Config(_))
+        ));
+    }
+}

@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(fold(sum_be(&ones, 0)), 0xffff);
     }
 
-    /// A datagram captured from Linux (`nc -u`): 10.0.0.1:40000 -> 10.0.0.2:5004, payload "hello\n".
+    /// A hand-built datagram 10.0.0.1:40000 -> 10.0.0.2:5004, payload "hello\n", checksum field zero.
     fn known_v4() -> Vec<u8> {
         let mut p = vec![
             0x45, 0x00, 0x00, 0x22, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1,
