@@ -12,6 +12,7 @@ mod validate;
 
 pub use diff::{ConfigDiff, NamedChanges, diff};
 pub use types::*;
+pub use validate::{is_e164, parse_target_str as parse_target};
 
 use std::fmt;
 use std::ops::Range;

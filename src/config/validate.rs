@@ -243,7 +243,8 @@ fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
-pub(crate) fn is_e164(s: &str) -> bool {
+/// `+` followed by 2 to 15 digits, the first not 0 (ITU-T E.164).
+pub fn is_e164(s: &str) -> bool {
     let Some(d) = s.strip_prefix('+') else {
         return false;
     };
@@ -1135,7 +1136,7 @@ fn parse_target(v: &mut V, s: &S<String>) -> Option<TargetSpec> {
 }
 
 /// `sip:host[:port][;transport=x]`, `sips:host[:port]`, or `host[:port]` (UDP).
-pub(crate) fn parse_target_str(s: &str) -> Result<TargetSpec, String> {
+pub fn parse_target_str(s: &str) -> Result<TargetSpec, String> {
     let lower = s.to_ascii_lowercase();
     let (scheme, rest) = if lower.starts_with("sips:") {
         (UriScheme::Sips, &s[5..])
