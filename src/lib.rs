@@ -4,3 +4,5 @@
 //! `srtp`, `media`) underneath thin I/O drivers (`signaling`, `fastpath`).
 pub mod sip;
 pub mod fastpath;
+pub mod config;
+pub mod routing;
