@@ -570,3 +570,27 @@ fn tcp_unconsumed_bytes_over_limit_close_the_connection() {
     let c = run.stop();
     assert_eq!(c.tcp_overflow_closed, 1);
 }
+
+#[test]
+fn oversized_datagram_is_counted_and_dropped_and_loop_goes_on() {
+    let cfg = SigConfig {
+        udp_max_datagram: 1000,
+        udp_buf_count: 8,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, true, false, false);
+    let server = run.udp.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client.send_to(&[b'a'; 3000], server).unwrap();
+    // More than the 8 buffers, to see the ring keeps working after a truncated datagram.
+    let mut buf = [0u8; 2048];
+    for i in 0..20 {
+        client.send_to(format!("ok{i}").as_bytes(), server).unwrap();
+        let (n, _) = client.recv_from(&mut buf).expect("small datagram answered");
+        assert!(buf[..n].starts_with(format!("ok{i}|").as_bytes()));
+    }
+    let c = run.stop();
+    assert_eq!(c.udp_recv_errors, 1);
+    assert_eq!(c.udp_datagrams_in, 20);
+}

@@ -18,7 +18,9 @@ use super::handler::{CloseReason, ConnEvent, ConnId, ListenerId, SipHandler, Tra
 use super::shared::{Control, LoopHandle, Shared};
 use super::stream::{PlainLayer, StreamBuf, StreamLayer};
 use super::timer::{TimerToken, TimerWheel};
-use super::udp::{BufRing, NAME_LEN, RecvHdr, SendPool, read_sockaddr, write_sockaddr};
+use super::udp::{
+    BufRing, NAME_LEN, RECVMSG_OUT_HDR, RecvHdr, SendPool, read_sockaddr, write_sockaddr,
+};
 
 /// Tunables of the loop. Defaults suit a production SBC; tests shrink them.
 #[derive(Debug, Clone)]
@@ -743,8 +745,8 @@ impl<M: Send + 'static> SigLoop<M> {
         sock.bind(&addr.into())?;
         let sock: std::net::UdpSocket = sock.into();
         let local = sock.local_addr()?;
-        let header = std::mem::size_of::<io_uring::types::RecvMsgOut<'static>>();
-        let buf_size = self.core.cfg.udp_max_datagram + NAME_LEN as usize + header.max(16) + 16;
+        // Each buffer holds the kernel's `io_uring_recvmsg_out` header, the source address, then the payload.
+        let buf_size = RECVMSG_OUT_HDR + NAME_LEN as usize + self.core.cfg.udp_max_datagram;
         let ring = BufRing::new(self.core.cfg.udp_buf_count, buf_size, id.0)?;
         let msghdr = RecvHdr::new();
         self.udp_rx.push(UdpRx {

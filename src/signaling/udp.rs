@@ -9,6 +9,9 @@ use io_uring::types::BufRingEntry;
 /// Room reserved in each receive buffer for the source address (`sockaddr_in6` fits IPv4 too).
 pub(crate) const NAME_LEN: u32 = std::mem::size_of::<libc::sockaddr_in6>() as u32;
 
+/// Size of `struct io_uring_recvmsg_out` (four u32), which the kernel writes in front of each datagram.
+pub(crate) const RECVMSG_OUT_HDR: usize = 16;
+
 /// A provided-buffer ring (kernel 5.19+): the kernel picks a free buffer per datagram; the loop gives it back
 /// after the handler saw the bytes.
 pub(crate) struct BufRing {
