@@ -143,6 +143,27 @@ impl Mmsg {
         n.max(0) as usize
     }
 
+    /// Sends `n` PAYLOAD-byte datagrams to `dst` in one sendmmsg; returns how many went out.
+    fn send_to(&mut self, fd: i32, dst: SocketAddr, n: usize) -> usize {
+        self.wire(n, |_| PAYLOAD);
+        let sa = socket2::SockAddr::from(dst);
+        for i in 0..n {
+            self.bufs[i][..PAYLOAD].fill(b'p');
+            // SAFETY: sa's storage holds sa.len() valid bytes; addrs[i] is a sockaddr_storage (large enough).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    sa.as_ptr().cast::<u8>(),
+                    (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast::<u8>(),
+                    sa.len() as usize,
+                );
+            }
+            self.hdrs[i].msg_hdr.msg_namelen = sa.len();
+        }
+        // SAFETY: headers point at live buffers/addresses; n <= BATCH.
+        let r = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), n as u32, 0) };
+        r.max(0) as usize
+    }
+
     /// Sends back what `recv` got, each to its source (the trivial echo handler).
     fn echo(&mut self, fd: i32, n: usize) {
         let lens: Vec<usize> = self.hdrs[..n].iter().map(|h| h.msg_len as usize).collect();
@@ -185,12 +206,15 @@ fn start_baseline() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
 /// Sends `total` datagrams keeping up to WINDOW outstanding; returns when all are answered or lost.
 fn client_run(sock: &UdpSocket, server: SocketAddr, total: usize, m: &mut Mmsg) {
     let fd = sock.as_raw_fd();
-    let payload = [b'p'; PAYLOAD];
     let (mut sent, mut got) = (0usize, 0usize);
     while got < total {
         while sent < total && sent - got < WINDOW {
-            let _ = sock.send_to(&payload, server);
-            sent += 1;
+            let n = (total - sent).min(WINDOW - (sent - got)).min(BATCH);
+            let k = m.send_to(fd, server, n);
+            if k == 0 {
+                break;
+            }
+            sent += k;
         }
         let n = m.recv(fd, libc::MSG_WAITFORONE);
         if n == 0 {

@@ -966,7 +966,7 @@ impl<M: Send + 'static> SigLoop<M> {
                     core.begin_close(&mut ring, id, CloseReason::Local);
                 }
                 dispatch_events(&mut core, &mut ring, &mut handler);
-                let _ = ring.submit();
+                drain_ring(&mut ring);
                 core.shared.publish(&core.counters);
                 break;
             }
@@ -1098,6 +1098,25 @@ fn on_read<H: SipHandler>(
         c.app_in = buf;
         if c.state == ConnState::Open {
             core.start_read(ring, id);
+        }
+    }
+}
+
+/// Cancels every operation and reaps completions until the ring is quiet (bounded), so no buffer is freed
+/// while the kernel could still write into it.
+fn drain_ring(ring: &mut IoUring) {
+    let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+        .build()
+        .user_data(ud(K_CANCEL, u32::MAX));
+    let _ = push_sqe(ring, &cancel);
+    let ts = types::Timespec::from(Duration::from_millis(10));
+    for _ in 0..50 {
+        let r = ring
+            .submitter()
+            .submit_with_args(1, &types::SubmitArgs::new().timespec(&ts));
+        let reaped = ring.completion().count();
+        if reaped == 0 && matches!(r, Err(ref e) if e.raw_os_error() == Some(libc::ETIME)) {
+            break;
         }
     }
 }
