@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tollgate::signaling::{
     ConnEvent, ConnId, DnsAnswer, DnsError, DnsRequestId, Io, ListenerId, LoopHandle, SigConfig,
-    SigLoop, SipHandler, StreamBuf, TimerToken,
+    SigLoop, SipHandler, StreamBuf, TimerToken, UdpSendOp,
 };
 
 const PER_ITER: usize = 2_000;
@@ -79,8 +79,12 @@ impl SipHandler for Echo {
     fn on_message(&mut self, _: Instant, _: (), _: &mut Io<'_>) {}
 }
 
-fn start_uring() -> (SocketAddr, LoopHandle<()>, JoinHandle<()>) {
-    let mut sig = SigLoop::<()>::new(SigConfig::default()).unwrap();
+fn start_uring(op: UdpSendOp) -> (SocketAddr, LoopHandle<()>, JoinHandle<()>) {
+    let cfg = SigConfig {
+        udp_send_op: op,
+        ..SigConfig::default()
+    };
+    let mut sig = SigLoop::<()>::new(cfg).unwrap();
     let id = sig.bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = sig.local_addr(id).unwrap();
     let handle = sig.handle();
@@ -240,28 +244,33 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     let mut m = Mmsg::new();
 
-    let (addr, handle, t) = start_uring();
-    let sock = client();
-    g.bench_function("io_uring_loop", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                client_run(&sock, addr, PER_ITER, &mut m);
-            }
-            start.elapsed()
-        })
-    });
-    let counters = handle.counters();
-    handle.stop();
-    t.join().unwrap();
-    eprintln!(
-        "io_uring loop: {} datagrams in, {} out, {} loop iterations, {} no-buffer re-arms, {} lost at client",
-        counters.udp_datagrams_in,
-        counters.udp_datagrams_out,
-        counters.loop_iterations,
-        counters.udp_no_buffers,
-        LOST.swap(0, Ordering::Relaxed)
-    );
+    for (name, op) in [
+        ("io_uring_loop_sendmsg", UdpSendOp::SendMsg),
+        ("io_uring_loop_send_addr", UdpSendOp::SendTo),
+    ] {
+        let (addr, handle, t) = start_uring(op);
+        let sock = client();
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    client_run(&sock, addr, PER_ITER, &mut m);
+                }
+                start.elapsed()
+            })
+        });
+        let counters = handle.counters();
+        handle.stop();
+        t.join().unwrap();
+        eprintln!(
+            "{name}: {} datagrams in, {} out, {} loop iterations, {} no-buffer re-arms, {} lost at client",
+            counters.udp_datagrams_in,
+            counters.udp_datagrams_out,
+            counters.loop_iterations,
+            counters.udp_no_buffers,
+            LOST.swap(0, Ordering::Relaxed)
+        );
+    }
 
     let (addr, stop, t) = start_baseline();
     let sock = client();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tollgate::signaling::{
     CloseReason, ConnEvent, ConnId, Counters, DnsAnswer, DnsError, DnsRequestId, Io, ListenerId,
     LoopHandle, SigConfig, SigLoop, SipHandler, StreamBuf, StreamFramer, TimerToken, Transport,
+    UdpSendOp,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -233,9 +234,19 @@ fn start(cfg: SigConfig, udp: bool, tcp: bool, echo_tcp: bool) -> Running {
 
 #[test]
 fn udp_bursts_are_all_answered_with_right_addresses_and_buffers_recycle() {
+    udp_bursts(UdpSendOp::SendMsg);
+}
+
+#[test]
+fn udp_bursts_with_send_to_sqes() {
+    udp_bursts(UdpSendOp::SendTo);
+}
+
+fn udp_bursts(op: UdpSendOp) {
     let cfg = SigConfig {
         udp_buf_count: 64,
         udp_send_slots: 128,
+        udp_send_op: op,
         ..SigConfig::default()
     };
     let run = start(cfg, true, false, false);

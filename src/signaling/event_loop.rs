@@ -47,6 +47,17 @@ pub struct SigConfig {
     pub tcp_max_per_source: usize,
     /// Listen backlog.
     pub tcp_backlog: i32,
+    /// Which SQE carries a UDP send.
+    pub udp_send_op: UdpSendOp,
+}
+
+/// The io_uring operation used for UDP sends (both are batched: queued during a batch, submitted together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpSendOp {
+    /// IORING_OP_SENDMSG with a per-slot msghdr.
+    SendMsg,
+    /// IORING_OP_SEND with a destination address (kernel 6.0+): no msghdr for the kernel to copy in.
+    SendTo,
 }
 
 impl Default for SigConfig {
@@ -63,6 +74,7 @@ impl Default for SigConfig {
             tcp_max_connections: 10_000,
             tcp_max_per_source: 64,
             tcp_backlog: 1024,
+            udp_send_op: UdpSendOp::SendMsg,
         }
     }
 }
@@ -306,10 +318,16 @@ impl Core {
         };
         let fd = sock.as_raw_fd();
         match self.send_pool.prepare(&dst, data) {
-            Some((slot, msg)) => {
-                let e = opcode::SendMsg::new(types::Fd(fd), msg)
-                    .build()
-                    .user_data(ud(K_UDP_SEND, slot));
+            Some(p) => {
+                let slot = p.slot;
+                let e = match self.cfg.udp_send_op {
+                    UdpSendOp::SendMsg => opcode::SendMsg::new(types::Fd(fd), p.msg).build(),
+                    UdpSendOp::SendTo => opcode::Send::new(types::Fd(fd), p.buf, p.len)
+                        .dest_addr(p.addr)
+                        .dest_addr_len(p.addr_len)
+                        .build(),
+                }
+                .user_data(ud(K_UDP_SEND, slot));
                 if let Err(e) = push_sqe(ring, &e) {
                     self.send_pool.release(slot);
                     self.counters.udp_send_errors += 1;

@@ -16,7 +16,7 @@ mod udp;
 
 pub use counters::Counters;
 pub use dns::{DnsAnswer, DnsConfig, DnsError, DnsQuery, DnsRequestId, SrvRecord};
-pub use event_loop::{Io, SendError, SigConfig, SigLoop};
+pub use event_loop::{Io, SendError, SigConfig, SigLoop, UdpSendOp};
 pub use handler::{CloseReason, ConnEvent, ConnId, ListenerId, SipHandler, Transport};
 pub use shared::LoopHandle;
 pub use stream::{LayerError, PlainLayer, StreamBuf, StreamFramer, StreamLayer};
