@@ -35,6 +35,16 @@ fn pin(cpu: usize) {
     }
 }
 
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 struct Echo;
 
 impl SipHandler for Echo {
@@ -79,7 +89,7 @@ impl SipHandler for Echo {
     fn on_message(&mut self, _: Instant, _: (), _: &mut Io<'_>) {}
 }
 
-fn start_uring(op: UdpSendOp) -> (SocketAddr, LoopHandle<()>, JoinHandle<()>) {
+fn start_uring(op: UdpSendOp) -> (SocketAddr, LoopHandle<()>, JoinHandle<Duration>) {
     let cfg = SigConfig {
         udp_send_op: op,
         ..SigConfig::default()
@@ -91,6 +101,7 @@ fn start_uring(op: UdpSendOp) -> (SocketAddr, LoopHandle<()>, JoinHandle<()>) {
     let t = std::thread::spawn(move || {
         pin(1);
         sig.run(Echo).unwrap();
+        thread_cpu()
     });
     (addr, handle, t)
 }
@@ -184,7 +195,7 @@ impl Mmsg {
     }
 }
 
-fn start_baseline() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
+fn start_baseline() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<(Duration, u64)>) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sref = socket2::SockRef::from(&sock);
     let _ = sref.set_recv_buffer_size(8 << 20);
@@ -197,12 +208,15 @@ fn start_baseline() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
         pin(1);
         let mut m = Mmsg::new();
         let fd = sock.as_raw_fd();
+        let mut count = 0u64;
         while !s2.load(Ordering::Relaxed) {
             let n = m.recv(fd, libc::MSG_WAITFORONE);
             if n > 0 {
                 m.echo(fd, n);
+                count += n as u64;
             }
         }
+        (thread_cpu(), count)
     });
     (addr, stop, t)
 }
@@ -259,11 +273,13 @@ fn bench(c: &mut Criterion) {
                 start.elapsed()
             })
         });
-        let counters = handle.counters();
         handle.stop();
-        t.join().unwrap();
+        let cpu = t.join().unwrap();
+        let counters = handle.counters();
         eprintln!(
-            "{name}: {} datagrams in, {} out, {} loop iterations, {} no-buffer re-arms, {} lost at client",
+            "{name}: server thread CPU {:.0} ns/datagram; {} datagrams in, {} out, {} loop iterations, {} \
+             no-buffer re-arms, {} lost at client",
+            cpu.as_nanos() as f64 / counters.udp_datagrams_in.max(1) as f64,
             counters.udp_datagrams_in,
             counters.udp_datagrams_out,
             counters.loop_iterations,
@@ -284,9 +300,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    let (cpu, count) = t.join().unwrap();
     eprintln!(
-        "baseline: {} lost at client",
+        "recvmmsg_sendmmsg_baseline: server thread CPU {:.0} ns/datagram; {count} datagrams, {} lost at client",
+        cpu.as_nanos() as f64 / count.max(1) as f64,
         LOST.swap(0, Ordering::Relaxed)
     );
     g.finish();
