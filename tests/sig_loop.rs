@@ -29,6 +29,12 @@ enum Msg {
     Cpu(mpsc::Sender<Duration>),
     /// Send bytes to (addr, tcp), reporting the connection id used.
     StreamTo(SocketAddr, Vec<u8>, mpsc::Sender<Result<ConnId, String>>),
+    /// Send several chunks to (addr, tcp) within one handler call; report each result.
+    StreamChunks(
+        SocketAddr,
+        Vec<Vec<u8>>,
+        mpsc::Sender<Vec<Result<ConnId, String>>>,
+    ),
 }
 
 /// What the handler saw, sent out to the test thread.
@@ -176,6 +182,16 @@ impl SipHandler for TestHandler {
                         .map_err(|e| e.to_string()),
                 );
             }
+            Msg::StreamChunks(addr, chunks, tx) => {
+                let r = chunks
+                    .iter()
+                    .map(|c| {
+                        io.send_stream_to(addr, Transport::Tcp, c)
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect();
+                let _ = tx.send(r);
+            }
         }
     }
 }
@@ -242,10 +258,19 @@ fn udp_bursts_with_send_to_sqes() {
     udp_bursts(UdpSendOp::SendTo);
 }
 
+#[test]
+fn udp_bursts_with_exhausted_send_slots_fall_back_to_direct_send() {
+    udp_bursts_with(UdpSendOp::SendMsg, 2);
+}
+
 fn udp_bursts(op: UdpSendOp) {
+    udp_bursts_with(op, 128);
+}
+
+fn udp_bursts_with(op: UdpSendOp, send_slots: usize) {
     let cfg = SigConfig {
         udp_buf_count: 64,
-        udp_send_slots: 128,
+        udp_send_slots: send_slots,
         udp_send_op: op,
         ..SigConfig::default()
     };
@@ -604,4 +629,92 @@ fn oversized_datagram_is_counted_and_dropped_and_loop_goes_on() {
     let c = run.stop();
     assert_eq!(c.udp_recv_errors, 1);
     assert_eq!(c.udp_datagrams_in, 20);
+}
+
+#[test]
+fn tcp_max_connections_refuses_extra_connection() {
+    let cfg = SigConfig {
+        tcp_max_connections: 1,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, true, false);
+    let addr = run.tcp.unwrap();
+    let _a = TcpStream::connect(addr).unwrap();
+    assert!(matches!(conn_event(&run).2, ConnEvent::Accepted { .. }));
+    let mut b = TcpStream::connect(addr).unwrap();
+    b.set_read_timeout(Some(WAIT)).unwrap();
+    let r = b.read(&mut [0u8; 4]);
+    assert!(
+        matches!(r, Ok(0)) || r.is_err(),
+        "second connection must be closed, got {r:?}"
+    );
+    let c = run.stop();
+    assert_eq!((c.tcp_accepted, c.tcp_refused), (1, 1));
+}
+
+#[test]
+fn tcp_large_writes_to_slow_reader_arrive_complete_and_in_order() {
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let cfg = SigConfig {
+        tcp_max_buffered: 16 << 20,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, false, false);
+    const TOTAL: usize = 4 << 20;
+    let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<Vec<u8>> = data.chunks(64 << 10).map(|c| c.to_vec()).collect();
+    let (tx, rx) = mpsc::channel();
+    run.handle.send(Msg::StreamChunks(peer_addr, chunks, tx));
+    let results = rx.recv_timeout(WAIT).unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let (mut s, _) = peer.accept().unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::with_capacity(TOTAL);
+    let mut buf = vec![0u8; 100_000];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < TOTAL {
+        assert!(
+            Instant::now() < deadline,
+            "only {} bytes arrived",
+            got.len()
+        );
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed early");
+        got.extend_from_slice(&buf[..n]);
+        if got.len() < TOTAL / 4 {
+            // Slow at first so the kernel's send buffer fills and writes complete partially.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert!(got == data, "stream corrupted");
+    let c = run.stop();
+    assert_eq!(c.tcp_bytes_out, TOTAL as u64);
+    eprintln!("partial writes: {}", c.tcp_partial_writes);
+}
+
+#[test]
+fn tcp_unsent_bytes_over_limit_close_the_connection() {
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let cfg = SigConfig {
+        tcp_max_buffered: 64 << 10,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, false, false);
+    // Three 32 KiB sends within one handler call: no write can complete in between, the third passes 64 KiB.
+    let (tx, rx) = mpsc::channel();
+    run.handle.send(Msg::StreamChunks(
+        peer_addr,
+        vec![vec![b'q'; 32 << 10]; 3],
+        tx,
+    ));
+    let results = rx.recv_timeout(WAIT).unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(results[2].is_err(), "{results:?}");
+    let (id, _, ev) = conn_event(&run);
+    assert_eq!(Ok(id), results[0].clone());
+    assert_eq!(ev, ConnEvent::Closed(CloseReason::BufferLimit));
+    let c = run.stop();
+    assert_eq!(c.tcp_overflow_closed, 1);
 }

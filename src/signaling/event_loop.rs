@@ -637,6 +637,9 @@ impl Core {
             return;
         }
         c.tx_off += res as usize;
+        if c.tx_off < c.tx_inflight.len() {
+            self.counters.tcp_partial_writes += 1;
+        }
         c.last_activity_ms = self.now_ms;
         self.counters.tcp_bytes_out += res as u64;
         self.start_write(ring, id);
