@@ -9,9 +9,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tollgate::signaling::{
-    CloseReason, ConnEvent, ConnId, Counters, DnsAnswer, DnsError, DnsRequestId, Io, ListenerId,
-    LoopHandle, SigConfig, SigLoop, SipHandler, StreamBuf, StreamFramer, TimerToken, Transport,
-    UdpSendOp,
+    CloseReason, ConnEvent, ConnId, Counters, DnsAnswer, DnsError, DnsRequestId, Io, LayerContext,
+    LayerError, ListenerId, LoopHandle, SigConfig, SigLoop, SipHandler, StreamBuf, StreamFramer,
+    StreamLayer, TimerToken, Transport, UdpSendOp,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -717,4 +717,81 @@ fn tcp_unsent_bytes_over_limit_close_the_connection() {
     assert_eq!(ev, ConnEvent::Closed(CloseReason::BufferLimit));
     let c = run.stop();
     assert_eq!(c.tcp_overflow_closed, 1);
+}
+
+/// A stand-in for TLS: greets on connect (like a handshake flight) and XORs every byte both ways.
+struct XorLayer;
+
+impl StreamLayer for XorLayer {
+    fn on_connected(&mut self, wire_out: &mut Vec<u8>) -> Result<(), LayerError> {
+        wire_out.extend_from_slice(b"HELLO\n");
+        Ok(())
+    }
+    fn read_wire(
+        &mut self,
+        wire: &[u8],
+        app_in: &mut StreamBuf,
+        _wire_out: &mut Vec<u8>,
+    ) -> Result<(), LayerError> {
+        if wire.contains(&0) {
+            return Err(LayerError("bad record".into()));
+        }
+        let plain: Vec<u8> = wire.iter().map(|b| b ^ 0x5a).collect();
+        app_in.extend_from_slice(&plain);
+        Ok(())
+    }
+    fn write_app(&mut self, app: &[u8], wire_out: &mut Vec<u8>) -> Result<(), LayerError> {
+        wire_out.extend(app.iter().map(|b| b ^ 0x5a));
+        Ok(())
+    }
+}
+
+#[test]
+fn tls_listener_runs_bytes_through_the_layer_both_ways() {
+    let mut sig = SigLoop::<Msg>::new(SigConfig::default()).unwrap();
+    let id = sig.bind_tls("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = sig.local_addr(id).unwrap();
+    sig.set_tls_layer(Box::new(|ctx: &LayerContext| {
+        assert!(!ctx.outbound);
+        Ok(Box::new(XorLayer) as Box<dyn StreamLayer>)
+    }));
+    let handle = sig.handle();
+    let (tx, seen) = mpsc::channel();
+    let handler = TestHandler {
+        out: tx,
+        start: Instant::now(),
+        tick: None,
+        echo_tcp: true,
+    };
+    let thread = std::thread::spawn(move || sig.run(handler));
+    let run = Running {
+        handle,
+        thread,
+        seen,
+        udp: None,
+        tcp: Some(addr),
+    };
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut hello = [0u8; 6];
+    s.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello, b"HELLO\n", "the layer speaks first");
+    let (cid, _, ev) = conn_event(&run);
+    assert!(matches!(ev, ConnEvent::Accepted { .. }));
+    let enc: Vec<u8> = b"5:hello".iter().map(|b| b ^ 0x5a).collect();
+    s.write_all(&enc).unwrap();
+    let (fid, _, f) = frame(&run);
+    assert_eq!(
+        (fid, f),
+        (cid, b"5:hello".to_vec()),
+        "the handler sees decoded bytes"
+    );
+    let mut back = vec![0u8; enc.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, enc, "the echo went out encoded");
+    // A layer error closes the connection.
+    s.write_all(&[0u8]).unwrap();
+    let (_, _, ev) = conn_event(&run);
+    assert_eq!(ev, ConnEvent::Closed(CloseReason::LayerError));
+    run.stop();
 }

@@ -16,7 +16,7 @@ use super::counters::Counters;
 use super::dns::{DnsConfig, DnsError, DnsHelper, DnsQuery, DnsRequestId};
 use super::handler::{CloseReason, ConnEvent, ConnId, ListenerId, SipHandler, Transport};
 use super::shared::{Control, LoopHandle, Shared};
-use super::stream::{PlainLayer, StreamBuf, StreamLayer};
+use super::stream::{LayerContext, LayerFactory, PlainLayer, StreamBuf, StreamLayer};
 use super::timer::{TimerToken, TimerWheel};
 use super::udp::{
     BufRing, NAME_LEN, RECVMSG_OUT_HDR, RecvHdr, SendPool, read_sockaddr, write_sockaddr,
@@ -96,6 +96,8 @@ pub enum SendError {
     Unsupported(Transport),
     #[error("submission queue full")]
     QueueFull,
+    #[error("stream layer refused to start")]
+    Layer,
     #[error("socket error {0}")]
     Os(i32),
 }
@@ -119,7 +121,8 @@ fn ud_split(v: u64) -> (u64, u32) {
 
 enum ListenerSock {
     Udp(std::net::UdpSocket),
-    Tcp(std::net::TcpListener),
+    /// A stream listener; `Tls` ones wrap accepted connections in the TLS layer.
+    Tcp(std::net::TcpListener, Transport),
 }
 
 struct Listener {
@@ -131,7 +134,7 @@ impl Listener {
     fn fd(&self) -> RawFd {
         match &self.sock {
             ListenerSock::Udp(s) => s.as_raw_fd(),
-            ListenerSock::Tcp(s) => s.as_raw_fd(),
+            ListenerSock::Tcp(s, _) => s.as_raw_fd(),
         }
     }
 }
@@ -163,6 +166,7 @@ pub(crate) struct Core {
     counters: Counters,
     dns: Option<DnsHelper>,
     dns_config: Option<DnsConfig>,
+    tls_layer: Option<LayerFactory>,
     stopping: bool,
     eventfd_buf: Box<u64>,
     shared: Arc<Shared>,
@@ -224,6 +228,15 @@ impl Io<'_> {
             .get(conn)
             .filter(|c| c.state != ConnState::Closing)
             .map(|c| c.peer)
+    }
+
+    /// Transport of a live connection (TCP or TLS).
+    pub fn transport_of(&self, conn: ConnId) -> Option<Transport> {
+        self.core
+            .conns
+            .get(conn)
+            .filter(|c| c.state != ConnState::Closing)
+            .map(|c| c.transport)
     }
 
     /// Closes a connection; a `Closed(Local)` event follows.
@@ -358,16 +371,32 @@ impl Core {
         }
     }
 
+    /// The layer for a new connection: plain for TCP, the configured factory's for TLS.
+    fn make_layer(
+        &mut self,
+        transport: Transport,
+        ctx: &LayerContext,
+    ) -> Result<Box<dyn StreamLayer>, SendError> {
+        match transport {
+            Transport::Tcp => Ok(Box::new(PlainLayer)),
+            Transport::Tls => match self.tls_layer.as_mut() {
+                Some(f) => f(ctx).map_err(|_| SendError::Layer),
+                None => Err(SendError::Unsupported(transport)),
+            },
+            Transport::Udp => Err(SendError::Unsupported(transport)),
+        }
+    }
+
     fn new_conn(
         &self,
         fd: OwnedFd,
         peer: SocketAddr,
         transport: Transport,
         outbound: bool,
+        layer: Box<dyn StreamLayer>,
     ) -> Conn {
         // SAFETY: all-zero is a valid sockaddr_storage.
         let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let layer: Box<dyn StreamLayer> = Box::new(PlainLayer);
         Conn {
             fd,
             peer,
@@ -417,9 +446,22 @@ impl Core {
             self.counters.tcp_refused += 1;
             return;
         }
+        let transport = match self.listeners.get(usize::from(listener.0)).map(|l| &l.sock) {
+            Some(ListenerSock::Tcp(_, t)) => *t,
+            _ => Transport::Tcp,
+        };
+        let ctx = LayerContext {
+            peer,
+            outbound: false,
+            listener: Some(listener),
+        };
+        let Ok(layer) = self.make_layer(transport, &ctx) else {
+            self.counters.tcp_errors += 1;
+            return;
+        };
         let _ = sref.set_tcp_nodelay(true);
         *self.per_source.entry(peer.ip()).or_insert(0) += 1;
-        let mut conn = self.new_conn(sock, peer, Transport::Tcp, false);
+        let mut conn = self.new_conn(sock, peer, transport, false, layer);
         conn.counted_source = true;
         let id = self.conns.insert(conn);
         self.counters.tcp_accepted += 1;
@@ -450,12 +492,15 @@ impl Core {
         dst: SocketAddr,
         transport: Transport,
     ) -> Result<ConnId, SendError> {
-        if transport != Transport::Tcp {
-            return Err(SendError::Unsupported(transport));
-        }
         if self.conns.live >= self.cfg.tcp_max_connections {
             return Err(SendError::TooManyConnections);
         }
+        let ctx = LayerContext {
+            peer: dst,
+            outbound: true,
+            listener: None,
+        };
+        let layer = self.make_layer(transport, &ctx)?;
         let os = |e: io::Error| SendError::Os(e.raw_os_error().unwrap_or(0));
         let sock = socket2::Socket::new(
             socket2::Domain::for_address(dst),
@@ -464,7 +509,7 @@ impl Core {
         )
         .map_err(os)?;
         let _ = sock.set_tcp_nodelay(true);
-        let mut conn = self.new_conn(OwnedFd::from(sock), dst, transport, true);
+        let mut conn = self.new_conn(OwnedFd::from(sock), dst, transport, true, layer);
         conn.state = ConnState::Connecting;
         conn.connecting = true;
         conn.connect_len = write_sockaddr(&dst, &mut conn.connect_addr);
@@ -739,6 +784,7 @@ impl<M: Send + 'static> SigLoop<M> {
                 counters: Counters::default(),
                 dns: None,
                 dns_config: None,
+                tls_layer: None,
                 stopping: false,
                 eventfd_buf: Box::new(0),
                 shared,
@@ -786,6 +832,22 @@ impl<M: Send + 'static> SigLoop<M> {
 
     /// Binds a TCP listener.
     pub fn bind_tcp(&mut self, addr: SocketAddr) -> io::Result<ListenerId> {
+        self.bind_stream(addr, Transport::Tcp)
+    }
+
+    /// Binds a TLS listener: accepted connections get a layer from the factory set with
+    /// [`SigLoop::set_tls_layer`] (without one they are closed at once and counted in `tcp_errors`).
+    pub fn bind_tls(&mut self, addr: SocketAddr) -> io::Result<ListenerId> {
+        self.bind_stream(addr, Transport::Tls)
+    }
+
+    /// Installs the factory that builds the layer (e.g. a rustls session) of every TLS connection, inbound
+    /// and outbound (`Io::send_stream_to(.., Transport::Tls, ..)`).
+    pub fn set_tls_layer(&mut self, factory: LayerFactory) {
+        self.core.tls_layer = Some(factory);
+    }
+
+    fn bind_stream(&mut self, addr: SocketAddr, transport: Transport) -> io::Result<ListenerId> {
         let id = self.next_listener_id()?;
         let sock = socket2::Socket::new(
             socket2::Domain::for_address(addr),
@@ -798,7 +860,7 @@ impl<M: Send + 'static> SigLoop<M> {
         let sock: std::net::TcpListener = sock.into();
         let local = sock.local_addr()?;
         self.core.listeners.push(Listener {
-            sock: ListenerSock::Tcp(sock),
+            sock: ListenerSock::Tcp(sock, transport),
             local,
         });
         Ok(id)
@@ -842,7 +904,7 @@ impl<M: Send + 'static> SigLoop<M> {
             arm_udp(&mut ring, rx).map_err(|_| io::Error::other("submission queue full"))?;
         }
         for (i, l) in core.listeners.iter().enumerate() {
-            if matches!(l.sock, ListenerSock::Tcp(_)) {
+            if matches!(l.sock, ListenerSock::Tcp(..)) {
                 arm_accept(&mut ring, l.fd(), i as u32)
                     .map_err(|_| io::Error::other("submission queue full"))?;
             }

@@ -25,7 +25,7 @@ pub struct ConnId {
 pub enum Transport {
     Udp,
     Tcp,
-    /// TLS over TCP: needs a TLS [`StreamLayer`](super::StreamLayer), not provided yet.
+    /// TLS over TCP: needs a layer factory (`SigLoop::set_tls_layer`); no TLS layer ships yet.
     Tls,
 }
 

@@ -19,5 +19,7 @@ pub use dns::{DnsAnswer, DnsConfig, DnsError, DnsQuery, DnsRequestId, SrvRecord}
 pub use event_loop::{Io, SendError, SigConfig, SigLoop, UdpSendOp};
 pub use handler::{CloseReason, ConnEvent, ConnId, ListenerId, SipHandler, Transport};
 pub use shared::LoopHandle;
-pub use stream::{LayerError, PlainLayer, StreamBuf, StreamFramer, StreamLayer};
+pub use stream::{
+    LayerContext, LayerError, LayerFactory, PlainLayer, StreamBuf, StreamFramer, StreamLayer,
+};
 pub use timer::{TimerToken, TimerWheel};
