@@ -245,20 +245,20 @@ impl Io<'_> {
     }
 
     /// Arms a timer `after` from now; `data` comes back in `on_timer`.
+    /// Never fires before `now() + after`; at most ~1 ms plus wake-up latency after it.
     pub fn set_timer(&mut self, after: Duration, data: u64) -> TimerToken {
-        let ms = after
-            .as_nanos()
-            .div_ceil(1_000_000)
-            .min(u128::from(u64::MAX / 2)) as u64;
-        self.core.timers.insert(self.core.now_ms + ms, data)
+        let ms = ms_ceil(
+            self.core
+                .now
+                .duration_since(self.core.origin)
+                .saturating_add(after),
+        );
+        self.core.timers.insert(ms, data)
     }
 
-    /// Arms a timer for an absolute time.
+    /// Arms a timer for an absolute time (rounded up to the wheel's millisecond).
     pub fn set_timer_at(&mut self, at: Instant, data: u64) -> TimerToken {
-        let ms = at
-            .saturating_duration_since(self.core.origin)
-            .as_nanos()
-            .div_ceil(1_000_000) as u64;
+        let ms = ms_ceil(at.saturating_duration_since(self.core.origin));
         self.core.timers.insert(ms, data)
     }
 
@@ -741,6 +741,13 @@ impl Core {
         let at = self.origin + Duration::from_millis(t);
         Some(at.saturating_duration_since(Instant::now()))
     }
+}
+
+/// Milliseconds rounded up, so a timer never fires early; capped far beyond any real deadline.
+fn ms_ceil(d: Duration) -> u64 {
+    d.as_nanos()
+        .div_ceil(1_000_000)
+        .min(u128::from(u64::MAX / 2)) as u64
 }
 
 fn pack_conn(id: ConnId) -> u64 {
