@@ -795,3 +795,47 @@ fn tls_listener_runs_bytes_through_the_layer_both_ways() {
     assert_eq!(ev, ConnEvent::Closed(CloseReason::LayerError));
     run.stop();
 }
+
+#[test]
+fn several_listeners_answer_from_their_own_address() {
+    let mut sig = SigLoop::<Msg>::new(SigConfig::default()).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let u1 = sig.bind_udp(any).unwrap();
+    let t = sig.bind_tcp(any).unwrap();
+    let u2 = sig.bind_udp(any).unwrap();
+    let (a1, at, a2) = (
+        sig.local_addr(u1).unwrap(),
+        sig.local_addr(t).unwrap(),
+        sig.local_addr(u2).unwrap(),
+    );
+    let handle = sig.handle();
+    let (tx, seen) = mpsc::channel();
+    let handler = TestHandler {
+        out: tx,
+        start: Instant::now(),
+        tick: None,
+        echo_tcp: false,
+    };
+    let thread = std::thread::spawn(move || sig.run(handler));
+    let run = Running {
+        handle,
+        thread,
+        seen,
+        udp: Some(a1),
+        tcp: Some(at),
+    };
+    let client = UdpSocket::bind(any).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 256];
+    for _ in 0..3 {
+        for server in [a2, a1] {
+            client.send_to(b"ping", server).unwrap();
+            let (_, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, server);
+        }
+    }
+    let _s = TcpStream::connect(at).unwrap();
+    assert_eq!(conn_event(&run).2, ConnEvent::Accepted { listener: t });
+    let c = run.stop();
+    assert_eq!(c.udp_datagrams_in, 6);
+}

@@ -142,6 +142,8 @@ impl Listener {
 /// Receive side of one UDP listener; kept apart from [`Core`] so the handler can borrow a datagram while
 /// `Io` borrows the core.
 struct UdpRx {
+    /// Position in the loop's `udp_rx` list; completions carry it.
+    index: u32,
     listener: ListenerId,
     fd: RawFd,
     ring: BufRing,
@@ -824,6 +826,7 @@ impl<M: Send + 'static> SigLoop<M> {
         let ring = BufRing::new(self.core.cfg.udp_buf_count, buf_size, id.0)?;
         let msghdr = RecvHdr::new();
         self.udp_rx.push(UdpRx {
+            index: self.udp_rx.len() as u32,
             listener: id,
             fd: sock.as_raw_fd(),
             ring,
@@ -1087,7 +1090,7 @@ fn on_udp_recv<H: SipHandler>(
     res: i32,
     flags: u32,
 ) {
-    let Some(rx) = udp_rx.iter_mut().find(|r| u32::from(r.listener.0) == index) else {
+    let Some(rx) = udp_rx.get_mut(index as usize) else {
         return;
     };
     if !cqueue::more(flags) {
@@ -1226,7 +1229,7 @@ fn make_ring(entries: u32) -> io::Result<IoUring> {
 fn arm_udp(ring: &mut IoUring, rx: &UdpRx) -> Result<(), SendError> {
     let e = opcode::RecvMsgMulti::new(types::Fd(rx.fd), &*rx.msghdr.0, rx.ring.bgid)
         .build()
-        .user_data(ud(K_UDP_RECV, u32::from(rx.listener.0)));
+        .user_data(ud(K_UDP_RECV, rx.index));
     push_sqe(ring, &e)
 }
 
