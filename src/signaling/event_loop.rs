@@ -167,7 +167,6 @@ pub(crate) struct Core {
     events: VecDeque<(ConnId, SocketAddr, ConnEvent)>,
     counters: Counters,
     dns: Option<DnsHelper>,
-    dns_config: Option<DnsConfig>,
     tls_layer: Option<LayerFactory>,
     stopping: bool,
     eventfd_buf: Box<u64>,
@@ -792,7 +791,6 @@ impl<M: Send + 'static> SigLoop<M> {
                 events: VecDeque::with_capacity(256),
                 counters: Counters::default(),
                 dns: None,
-                dns_config: None,
                 tls_layer: None,
                 stopping: false,
                 eventfd_buf: Box::new(0),
@@ -881,9 +879,11 @@ impl<M: Send + 'static> SigLoop<M> {
         self.core.listeners.get(usize::from(id.0)).map(|l| l.local)
     }
 
-    /// Enables `Io::resolve`; the helper thread starts with the loop.
-    pub fn with_dns(&mut self, cfg: DnsConfig) {
-        self.core.dns_config = Some(cfg);
+    /// Enables `Io::resolve`: starts the DNS helper thread now (so a bad resolver configuration fails here,
+    /// not on the signaling thread).
+    pub fn with_dns(&mut self, cfg: DnsConfig) -> io::Result<()> {
+        self.core.dns = Some(DnsHelper::start(cfg, self.core.shared.clone())?);
+        Ok(())
     }
 
     /// A handle for other threads: send messages, stop, read counters.
@@ -902,9 +902,6 @@ impl<M: Send + 'static> SigLoop<M> {
             mut udp_rx,
             messages,
         } = self;
-        if let Some(cfg) = core.dns_config.take() {
-            core.dns = Some(DnsHelper::start(cfg, core.shared.clone())?);
-        }
         core.origin = Instant::now();
         core.update_now();
         // Declared after the buffers it points into, so it is dropped (and every operation cancelled) first.

@@ -41,7 +41,7 @@
 //! let mut sig = SigLoop::<()>::new(SigConfig::default())?;
 //! sig.bind_udp("0.0.0.0:5060".parse().unwrap())?;
 //! sig.bind_tcp("0.0.0.0:5060".parse().unwrap())?;
-//! sig.with_dns(DnsConfig::default());
+//! sig.with_dns(DnsConfig::default())?;
 //! let handle = sig.handle();
 //! let t = std::thread::spawn(move || sig.run(B2bua));
 //! // ... later, from any thread:
