@@ -839,3 +839,61 @@ fn several_listeners_answer_from_their_own_address() {
     let c = run.stop();
     assert_eq!(c.udp_datagrams_in, 6);
 }
+
+#[test]
+fn many_connections_come_and_go_and_ids_are_never_reused_while_alive() {
+    let run = start(SigConfig::default(), false, true, false);
+    let addr = run.tcp.unwrap();
+    let mut all_ids = HashSet::new();
+    for round in 0..2 {
+        let mut socks: Vec<TcpStream> =
+            (0..40).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let mut ids = HashSet::new();
+        for _ in 0..socks.len() {
+            let (id, _, ev) = conn_event(&run);
+            assert!(matches!(ev, ConnEvent::Accepted { .. }));
+            assert!(ids.insert(id));
+        }
+        for (i, s) in socks.iter_mut().enumerate() {
+            let mut bytes = Vec::new();
+            for m in 0..10 {
+                let body = format!("r{round}c{i}m{m}");
+                bytes.extend_from_slice(format!("{}:{body}", body.len()).as_bytes());
+            }
+            // Uneven splits so frames straddle reads.
+            for chunk in bytes.chunks(7 + i % 5) {
+                s.write_all(chunk).unwrap();
+            }
+        }
+        let mut frames = HashSet::new();
+        while frames.len() < 400 {
+            let (id, _, f) = frame(&run);
+            assert!(ids.contains(&id));
+            assert!(frames.insert(f));
+        }
+        drop(socks);
+        let mut closed = 0;
+        while closed < 40 {
+            let (id, _, ev) = conn_event(&run);
+            assert_eq!(ev, ConnEvent::Closed(CloseReason::PeerClosed));
+            assert!(ids.contains(&id));
+            closed += 1;
+        }
+        for id in ids {
+            assert!(all_ids.insert(id), "a connection id was handed out twice");
+        }
+        // The snapshot is published at the end of the loop iteration that delivered the events.
+        let deadline = Instant::now() + WAIT;
+        while run.handle.counters().tcp_open != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "tcp_open stays {}",
+                run.handle.counters().tcp_open
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let c = run.stop();
+    assert_eq!(c.tcp_accepted, 80);
+    assert_eq!(c.tcp_peer_closed, 80);
+}
