@@ -89,9 +89,13 @@ impl SipHandler for Echo {
     fn on_message(&mut self, _: Instant, _: (), _: &mut Io<'_>) {}
 }
 
-fn start_uring(op: UdpSendOp) -> (SocketAddr, LoopHandle<()>, JoinHandle<Duration>) {
+fn start_uring(
+    op: UdpSendOp,
+    defer_taskrun: bool,
+) -> (SocketAddr, LoopHandle<()>, JoinHandle<Duration>) {
     let cfg = SigConfig {
         udp_send_op: op,
+        defer_taskrun,
         ..SigConfig::default()
     };
     let mut sig = SigLoop::<()>::new(cfg).unwrap();
@@ -258,11 +262,16 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     let mut m = Mmsg::new();
 
-    for (name, op) in [
-        ("io_uring_loop_sendmsg", UdpSendOp::SendMsg),
-        ("io_uring_loop_send_addr", UdpSendOp::SendTo),
+    for (name, op, defer) in [
+        ("io_uring_loop_sendmsg", UdpSendOp::SendMsg, true),
+        ("io_uring_loop_send_addr", UdpSendOp::SendTo, true),
+        (
+            "io_uring_loop_sendmsg_coop_taskrun",
+            UdpSendOp::SendMsg,
+            false,
+        ),
     ] {
-        let (addr, handle, t) = start_uring(op);
+        let (addr, handle, t) = start_uring(op, defer);
         let sock = client();
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {

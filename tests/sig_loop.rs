@@ -254,6 +254,27 @@ fn udp_bursts_are_all_answered_with_right_addresses_and_buffers_recycle() {
 }
 
 #[test]
+fn udp_bursts_on_a_coop_taskrun_ring() {
+    let cfg = SigConfig {
+        defer_taskrun: false,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, true, true, false);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 256];
+    for i in 0..500 {
+        client
+            .send_to(format!("d{i}").as_bytes(), run.udp.unwrap())
+            .unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(format!("d{i}|").as_bytes()));
+    }
+    let c = run.stop();
+    assert_eq!(c.udp_datagrams_out, 500);
+}
+
+#[test]
 fn udp_bursts_with_send_to_sqes() {
     udp_bursts(UdpSendOp::SendTo);
 }

@@ -49,6 +49,9 @@ pub struct SigConfig {
     pub tcp_backlog: i32,
     /// Which SQE carries a UDP send.
     pub udp_send_op: UdpSendOp,
+    /// IORING_SETUP_DEFER_TASKRUN (completions processed only when the loop enters the ring) instead of
+    /// COOP_TASKRUN.
+    pub defer_taskrun: bool,
 }
 
 /// The io_uring operation used for UDP sends (both are batched: queued during a batch, submitted together).
@@ -75,6 +78,7 @@ impl Default for SigConfig {
             tcp_max_per_source: 64,
             tcp_backlog: 1024,
             udp_send_op: UdpSendOp::SendMsg,
+            defer_taskrun: true,
         }
     }
 }
@@ -905,7 +909,7 @@ impl<M: Send + 'static> SigLoop<M> {
         core.origin = Instant::now();
         core.update_now();
         // Declared after the buffers it points into, so it is dropped (and every operation cancelled) first.
-        let mut ring = make_ring(core.cfg.ring_entries)?;
+        let mut ring = make_ring(core.cfg.ring_entries, core.cfg.defer_taskrun)?;
         for rx in &udp_rx {
             rx.ring.register(&ring.submitter())?;
             arm_udp(&mut ring, rx).map_err(|_| io::Error::other("submission queue full"))?;
@@ -1211,16 +1215,26 @@ fn drain_ring(ring: &mut IoUring) {
     }
 }
 
-fn make_ring(entries: u32) -> io::Result<IoUring> {
+fn make_ring(entries: u32, defer_taskrun: bool) -> io::Result<IoUring> {
     let cq = entries.saturating_mul(4);
-    // DEFER_TASKRUN keeps completion work on this thread and batches it into our enters (kernel 6.1+); fall
-    // back to a plain ring on older kernels.
-    IoUring::builder()
-        .setup_cqsize(cq)
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-        .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
+    // DEFER_TASKRUN keeps completion work on this thread and batches it into our enters (kernel 6.1+); the
+    // alternative lets the kernel run it at any syscall exit, flagged cooperatively. Fall back to a plain ring
+    // on kernels that know neither.
+    let built = if defer_taskrun {
+        IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+    } else {
+        IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(entries)
+    };
+    built.or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
 }
 
 fn arm_udp(ring: &mut IoUring, rx: &UdpRx) -> Result<(), SendError> {
