@@ -430,7 +430,7 @@ impl Core {
     }
 
     fn arm_idle(&mut self, id: ConnId, at_ms: u64) {
-        let token = self.idle.insert(at_ms, pack_conn(id));
+        let token = self.idle.insert(at_ms, id.to_u64());
         if let Some(c) = self.conns.get_mut(id) {
             c.idle_timer = Some(token);
         }
@@ -718,7 +718,7 @@ impl Core {
     }
 
     fn idle_fired(&mut self, ring: &mut IoUring, data: u64) {
-        let id = unpack_conn(data);
+        let id = ConnId::from_u64(data);
         let idle_ms = self.idle_ms();
         let now_ms = self.now_ms;
         let Some(c) = self.conns.get_mut(id) else {
@@ -753,17 +753,6 @@ fn ms_ceil(d: Duration) -> u64 {
     d.as_nanos()
         .div_ceil(1_000_000)
         .min(u128::from(u64::MAX / 2)) as u64
-}
-
-fn pack_conn(id: ConnId) -> u64 {
-    (u64::from(id.generation) << 32) | u64::from(id.index)
-}
-
-fn unpack_conn(v: u64) -> ConnId {
-    ConnId {
-        index: v as u32,
-        generation: (v >> 32) as u32,
-    }
 }
 
 /// The signaling loop before it runs: bind listeners, configure DNS, take a handle, then [`SigLoop::run`] on
