@@ -918,3 +918,44 @@ fn many_connections_come_and_go_and_ids_are_never_reused_while_alive() {
     assert_eq!(c.tcp_accepted, 80);
     assert_eq!(c.tcp_peer_closed, 80);
 }
+
+#[test]
+fn tcp_connect_that_hangs_times_out() {
+    // A listener with a full accept queue drops further SYNs, so a connect to it hangs.
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let cfg = SigConfig {
+        tcp_connect_timeout: Duration::from_millis(300),
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, false, false);
+    let (tx, rx) = mpsc::channel();
+    let t0 = Instant::now();
+    run.handle.send(Msg::StreamTo(addr, b"1:x".to_vec(), tx));
+    let id = rx.recv_timeout(WAIT).unwrap().unwrap();
+    let (cid, _, ev) = conn_event(&run);
+    assert_eq!(cid, id);
+    assert_eq!(
+        ev,
+        ConnEvent::Closed(CloseReason::ConnectFailed(libc::ETIMEDOUT))
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(fillers);
+    let c = run.stop();
+    assert_eq!(c.tcp_connect_failed, 1);
+}

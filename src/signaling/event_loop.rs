@@ -41,6 +41,8 @@ pub struct SigConfig {
     pub tcp_max_buffered: usize,
     /// Close a connection without traffic in either direction for this long.
     pub tcp_idle_timeout: Duration,
+    /// Give up on an outbound connect after this long (`ConnectFailed(ETIMEDOUT)`).
+    pub tcp_connect_timeout: Duration,
     /// Open connections (accepted and outbound) in total.
     pub tcp_max_connections: usize,
     /// Accepted connections per source IP.
@@ -74,6 +76,7 @@ impl Default for SigConfig {
             tcp_read_buf: 16 << 10,
             tcp_max_buffered: 256 << 10,
             tcp_idle_timeout: Duration::from_secs(600),
+            tcp_connect_timeout: Duration::from_secs(5),
             tcp_max_connections: 10_000,
             tcp_max_per_source: 64,
             tcp_backlog: 1024,
@@ -536,7 +539,9 @@ impl Core {
         }
         self.counters.tcp_open += 1;
         self.outbound.insert((dst, transport), id);
-        self.arm_idle(id, self.now_ms + self.idle_ms());
+        // The same timer serves as connect timeout; once connected it re-arms for the idle time.
+        let connect_ms = ms_ceil(self.cfg.tcp_connect_timeout).min(self.idle_ms());
+        self.arm_idle(id, self.now_ms + connect_ms);
         Ok(id)
     }
 
@@ -726,6 +731,11 @@ impl Core {
         };
         c.idle_timer = None;
         if c.state == ConnState::Closing {
+            return;
+        }
+        if c.state == ConnState::Connecting {
+            self.counters.tcp_connect_failed += 1;
+            self.begin_close(ring, id, CloseReason::ConnectFailed(libc::ETIMEDOUT));
             return;
         }
         let due = c.last_activity_ms + idle_ms;
