@@ -29,6 +29,8 @@ enum Msg {
     Cpu(mpsc::Sender<Duration>),
     /// Send bytes to (addr, tcp), reporting the connection id used.
     StreamTo(SocketAddr, Vec<u8>, mpsc::Sender<Result<ConnId, String>>),
+    /// Block the loop thread (test only), so traffic piles up in the socket meanwhile.
+    Sleep(Duration, mpsc::Sender<()>),
     /// Send several chunks to (addr, tcp) within one handler call; report each result.
     StreamChunks(
         SocketAddr,
@@ -181,6 +183,10 @@ impl SipHandler for TestHandler {
                     io.send_stream_to(addr, Transport::Tcp, &bytes)
                         .map_err(|e| e.to_string()),
                 );
+            }
+            Msg::Sleep(d, tx) => {
+                let _ = tx.send(());
+                std::thread::sleep(d);
             }
             Msg::StreamChunks(addr, chunks, tx) => {
                 let r = chunks
@@ -958,4 +964,36 @@ fn tcp_connect_that_hangs_times_out() {
     drop(fillers);
     let c = run.stop();
     assert_eq!(c.tcp_connect_failed, 1);
+}
+
+#[test]
+fn udp_ring_exhaustion_rearms_and_loses_nothing() {
+    let cfg = SigConfig {
+        udp_buf_count: 4,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, true, false, false);
+    let server = run.udp.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    run.handle.send(Msg::Sleep(Duration::from_millis(100), tx));
+    rx.recv_timeout(WAIT).unwrap();
+    // 300 datagrams arrive while the loop sleeps: far more than the 4 buffers.
+    for i in 0..300 {
+        client.send_to(format!("q{i}").as_bytes(), server).unwrap();
+    }
+    let mut got = HashSet::new();
+    let mut buf = [0u8; 256];
+    while got.len() < 300 {
+        let (n, _) = client.recv_from(&mut buf).expect("every datagram answered");
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        got.insert(text.split('|').next().unwrap().to_string());
+    }
+    let c = run.stop();
+    assert_eq!(c.udp_datagrams_in, 300);
+    assert!(
+        c.udp_no_buffers > 0,
+        "the multishot receive should have run out of buffers and been re-armed"
+    );
 }
