@@ -92,10 +92,12 @@ impl SipHandler for Echo {
 fn start_uring(
     op: UdpSendOp,
     defer_taskrun: bool,
+    batch_wait_usec: u32,
 ) -> (SocketAddr, LoopHandle<()>, JoinHandle<Duration>) {
     let cfg = SigConfig {
         udp_send_op: op,
         defer_taskrun,
+        batch_wait_usec,
         ..SigConfig::default()
     };
     let mut sig = SigLoop::<()>::new(cfg).unwrap();
@@ -262,16 +264,23 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     let mut m = Mmsg::new();
 
-    for (name, op, defer) in [
-        ("io_uring_loop_sendmsg", UdpSendOp::SendMsg, true),
-        ("io_uring_loop_send_addr", UdpSendOp::SendTo, true),
+    for (name, op, defer, wait) in [
+        ("io_uring_loop_sendmsg", UdpSendOp::SendMsg, true, 0),
+        ("io_uring_loop_send_addr", UdpSendOp::SendTo, true, 0),
         (
             "io_uring_loop_sendmsg_coop_taskrun",
             UdpSendOp::SendMsg,
             false,
+            0,
+        ),
+        (
+            "io_uring_loop_sendmsg_batch_wait_50us",
+            UdpSendOp::SendMsg,
+            true,
+            50,
         ),
     ] {
-        let (addr, handle, t) = start_uring(op, defer);
+        let (addr, handle, t) = start_uring(op, defer, wait);
         let sock = client();
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {

@@ -261,10 +261,44 @@ fn udp_bursts_are_all_answered_with_right_addresses_and_buffers_recycle() {
 
 #[test]
 fn udp_bursts_on_a_coop_taskrun_ring() {
-    let cfg = SigConfig {
+    udp_echo_500(SigConfig {
         defer_taskrun: false,
         ..SigConfig::default()
-    };
+    });
+}
+
+#[test]
+fn udp_echo_and_timers_with_batched_waits() {
+    let run = start(
+        SigConfig {
+            batch_wait_usec: 200,
+            ..SigConfig::default()
+        },
+        false,
+        false,
+        false,
+    );
+    // Timers still fire on time: the deadline bounds the batched wait.
+    run.handle.send(Msg::Timers {
+        delays: vec![30, 10, 20],
+        cancel_every: 100,
+    });
+    let mut fired = Vec::new();
+    for _ in 0..2 {
+        match run.next() {
+            Seen::Timer(d, at) => fired.push((d / 10, at)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(fired[0].0 <= fired[1].0);
+    run.stop();
+    udp_echo_500(SigConfig {
+        batch_wait_usec: 200,
+        ..SigConfig::default()
+    });
+}
+
+fn udp_echo_500(cfg: SigConfig) {
     let run = start(cfg, true, true, false);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_read_timeout(Some(WAIT)).unwrap();
