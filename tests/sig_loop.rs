@@ -1010,6 +1010,10 @@ fn udp_ring_exhaustion_rearms_and_loses_nothing() {
     let server = run.udp.unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_read_timeout(Some(WAIT)).unwrap();
+    // The answers to the whole backlog come in one burst: room for all of them.
+    socket2::SockRef::from(&client)
+        .set_recv_buffer_size(4 << 20)
+        .unwrap();
     let (tx, rx) = mpsc::channel();
     run.handle.send(Msg::Sleep(Duration::from_millis(100), tx));
     rx.recv_timeout(WAIT).unwrap();
