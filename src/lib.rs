@@ -6,3 +6,4 @@ pub mod sip;
 pub mod fastpath;
 pub mod config;
 pub mod routing;
+pub mod signaling;
