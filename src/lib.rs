@@ -2,5 +2,7 @@
 //!
 //! The crate follows the module map in DESIGN.md: sans-IO protocol and media code (`sip`, `sdp`, `routing`,
 //! `srtp`, `media`) underneath thin I/O drivers (`signaling`, `fastpath`).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod sdp;
