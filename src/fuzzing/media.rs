@@ -107,10 +107,10 @@ pub fn rtp_rtcp_wire(data: &[u8]) {
                 assert!(u.payload().len() + 8 <= ip.payload().len());
             }
         }
-        if let Ok(ip) = Ipv6Packet::new_checked(e.payload()) {
-            if let Ok(u) = UdpPacket::new_checked(ip.payload()) {
-                let _ = u.verify_checksum(ip.src_addr().into(), ip.dst_addr().into());
-            }
+        if let Ok(ip) = Ipv6Packet::new_checked(e.payload())
+            && let Ok(u) = UdpPacket::new_checked(ip.payload())
+        {
+            let _ = u.verify_checksum(ip.src_addr().into(), ip.dst_addr().into());
         }
     }
     if let Ok(r) = RtpPacket::new_checked(data) {
