@@ -1,6 +1,8 @@
 //! Media plane, sans-IO: the flow model the signaling side programs, the port allocator, typed
 //! wire views and the per-packet relay pipeline that the fast-path drivers run on their cores.
 
+#[doc(hidden)]
+pub mod benchsupport;
 pub mod flow;
 pub mod pipeline;
 pub mod ports;
