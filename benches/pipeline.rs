@@ -35,7 +35,11 @@ fn bench(c: &mut Criterion) {
                 n
             })
         });
-        assert_eq!(p.counters().snapshot().dropped_total(), 0, "every bench packet forwards");
+        assert_eq!(
+            p.counters().snapshot().dropped_total(),
+            0,
+            "every bench packet forwards"
+        );
     }
     {
         let mut p = bs::NaiveRelay::new();

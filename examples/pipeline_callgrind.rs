@@ -8,7 +8,10 @@ use tollgate::media::benchsupport::{self as bs, BATCH};
 use tollgate::media::{DropReason, Verdict};
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(320_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(320_000);
     let mut p = bs::pipeline();
     let mut bufs = bs::buffers(BATCH * 64);
     let mut rx = bs::rx_batch(&mut bufs);
@@ -23,5 +26,10 @@ fn main() {
         ev.clear();
     }
     let c = p.counters().snapshot();
-    println!("packets={} forwarded={} dropped={}", c.rx_packets, c.forwarded, c.dropped_total());
+    println!(
+        "packets={} forwarded={} dropped={}",
+        c.rx_packets,
+        c.forwarded,
+        c.dropped_total()
+    );
 }

@@ -174,6 +174,8 @@ pub fn rtp_rtcp_wire(data: &[u8]) {
             timeout: 1,
             hold_timeout: 2,
             on_hold: false,
+            rtcp_egress: None,
+            peer_rtcp: None,
         };
         pl.apply(FlowCmd::Add(Box::new(entry)), 0, &mut ev);
         let mut buf = data.to_vec();

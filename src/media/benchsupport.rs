@@ -18,7 +18,10 @@ pub fn local(i: usize) -> SocketAddr {
 }
 
 pub fn remote(i: usize) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, (i % 250) as u8 + 1)), 40000 + i as u16)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, (i % 250) as u8 + 1)),
+        40000 + i as u16,
+    )
 }
 
 pub fn entry(i: usize) -> FlowEntry {
@@ -30,17 +33,36 @@ pub fn entry(i: usize) -> FlowEntry {
         srtp_in: None,
         srtp_out: None,
         egress_local: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)), 30000 + 2 * i as u16),
-        egress_remote: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 50000 + i as u16),
+        egress_remote: SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+            50000 + i as u16,
+        ),
         link: None,
         payloads: vec![
-            PayloadMap { pt_in: 0, pt_out: 0, clock_rate: 8000, telephone_event: false },
-            PayloadMap { pt_in: 101, pt_out: 96, clock_rate: 8000, telephone_event: true },
+            PayloadMap {
+                pt_in: 0,
+                pt_out: 0,
+                clock_rate: 8000,
+                telephone_event: false,
+            },
+            PayloadMap {
+                pt_in: 101,
+                pt_out: 96,
+                clock_rate: 8000,
+                telephone_event: true,
+            },
         ],
-        tag: FlowTag { call: i as u64, leg: Leg::A, stream: 0 },
+        tag: FlowTag {
+            call: i as u64,
+            leg: Leg::A,
+            stream: 0,
+        },
         peer: None,
         timeout: 30_000_000_000,
         hold_timeout: 3_600_000_000_000,
         on_hold: false,
+        rtcp_egress: None,
+        peer_rtcp: None,
     }
 }
 
@@ -69,7 +91,12 @@ pub fn buffers(n: usize) -> Vec<(usize, Vec<u8>)> {
 
 pub fn rx_batch(bufs: &mut [(usize, Vec<u8>)]) -> Vec<RxPacket<'_>> {
     bufs.iter_mut()
-        .map(|(f, b)| RxPacket { buf: &mut b[..], len: PKT_LEN, local: local(*f), src: remote(*f) })
+        .map(|(f, b)| RxPacket {
+            buf: &mut b[..],
+            len: PKT_LEN,
+            local: local(*f),
+            src: remote(*f),
+        })
         .collect()
 }
 
@@ -125,7 +152,9 @@ impl NaiveRelay {
                 None => Verdict::Drop(super::pipeline::DropReason::NoFlow),
                 Some(f) => match RtpPacket::new_checked(&mut p.buf[..p.len]) {
                     Err(_) => Verdict::Drop(super::pipeline::DropReason::Malformed),
-                    Ok(_) if p.src != f.expected => Verdict::Drop(super::pipeline::DropReason::SourceMismatch),
+                    Ok(_) if p.src != f.expected => {
+                        Verdict::Drop(super::pipeline::DropReason::SourceMismatch)
+                    }
                     Ok(mut r) => {
                         let pt = r.payload_type();
                         if let Some(&(_, out_pt)) = f.pt_map.iter().find(|(i, _)| *i == pt)
@@ -136,7 +165,12 @@ impl NaiveRelay {
                         f.max_seq = f.max_seq.max(r.sequence_number());
                         f.packets += 1;
                         f.bytes += p.len as u64;
-                        Verdict::Forward(Forward { src: f.egress_local, dst: f.egress_remote, len: p.len, link: None })
+                        Verdict::Forward(Forward {
+                            src: f.egress_local,
+                            dst: f.egress_remote,
+                            len: p.len,
+                            link: None,
+                        })
                     }
                 },
             };

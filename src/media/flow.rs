@@ -133,6 +133,12 @@ pub struct FlowEntry {
     /// The reverse flow (other leg's local address): when this flow latches, a reverse flow in the
     /// same worker starts sending to the latched address at once.
     pub peer: Option<FlowKey>,
+    /// For an `RtpRtcpMux` flow whose other leg does not mux: where its RTCP leaves,
+    /// `(our local address, remote address)`; `None` sends RTCP like RTP.
+    pub rtcp_egress: Option<(SocketAddr, SocketAddr)>,
+    /// For an `RtpRtcpMux` flow: the other leg's separate RTCP flow, whose egress follows this
+    /// flow's latched address.
+    pub peer_rtcp: Option<FlowKey>,
     /// No packet for this long emits `MediaEvent::Timeout`.
     pub timeout: Nanos,
     /// Timeout used while `on_hold` (a held stream sends little or nothing).

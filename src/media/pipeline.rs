@@ -8,8 +8,8 @@
 //! cache-padded atomics).
 
 use super::flow::{
-    FlowCmd, FlowEntry, FlowKey, FlowTag, LatchMode, LinkEgress, MediaEvent, Nanos, PayloadMap,
-    SrtpKeying, StreamKind, StreamStats,
+    FlowCmd, FlowEntry, FlowKey, FlowTag, LatchMode, LinkEgress, MediaEvent, Nanos, SrtpKeying,
+    StreamKind, StreamStats,
 };
 use super::queue::{CommandQueue, EventQueue};
 use super::rxstats::{DtmfTracker, RtpRx, arrival_us};
@@ -206,27 +206,42 @@ impl BuildHasher for BuildFlowHasher {
     }
 }
 
-const NO_PT: u8 = 0xff;
+/// Payload types a flow keeps inline (a call negotiates a handful).
+const MAX_PTS: usize = 8;
 
+#[derive(Debug, Clone, Copy, Default)]
+struct PtSlot {
+    pt_in: u8,
+    pt_out: u8,
+    telephone_event: bool,
+    clock_rate: u32,
+}
+
+/// A flow's per-packet state: the fields every packet reads sit together at the front; the full
+/// configuration stays boxed and cold.
 struct FlowState<X> {
-    entry: FlowEntry,
-    srtp_in: Option<X>,
-    srtp_out: Option<X>,
-    /// SRTP was requested but a context could not be built.
+    kind: StreamKind,
+    latch: LatchMode,
     srtp_broken: bool,
+    timed_out: bool,
+    npts: u8,
+    expected_remote: SocketAddr,
     latched: Option<SocketAddr>,
-    /// Outgoing PT per incoming PT (identity when not negotiated).
-    pt_out: [u8; 128],
-    /// Index into `entry.payloads` per incoming PT, `NO_PT` when unknown.
-    pt_idx: [u8; 128],
+    egress_local: SocketAddr,
+    egress_remote: SocketAddr,
+    pts: [PtSlot; MAX_PTS],
     rx: RtpRx,
-    dtmf: DtmfTracker,
     packets: u64,
     bytes: u64,
-    dropped: u64,
     last_rx: Nanos,
     created: Nanos,
-    timed_out: bool,
+    dropped: u64,
+    dtmf: DtmfTracker,
+    rtcp_egress: Option<(SocketAddr, SocketAddr)>,
+    link: Option<LinkEgress>,
+    srtp_in: Option<X>,
+    srtp_out: Option<X>,
+    entry: Box<FlowEntry>,
 }
 
 impl<X> FlowState<X> {
@@ -244,28 +259,27 @@ impl<X> FlowState<X> {
     }
 
     fn load_payloads(&mut self) {
-        for (i, o) in self.pt_out.iter_mut().enumerate() {
-            *o = i as u8;
-        }
-        self.pt_idx = [NO_PT; 128];
-        for (i, p) in self
-            .entry
-            .payloads
-            .iter()
-            .enumerate()
-            .take(usize::from(NO_PT))
-        {
-            let pin = usize::from(p.pt_in & 0x7f);
-            if let (Some(o), Some(x)) = (self.pt_out.get_mut(pin), self.pt_idx.get_mut(pin)) {
-                *o = p.pt_out & 0x7f;
-                *x = i as u8;
+        let mut n = 0;
+        for p in self.entry.payloads.iter().take(MAX_PTS) {
+            if let Some(slot) = self.pts.get_mut(n) {
+                *slot = PtSlot {
+                    pt_in: p.pt_in & 0x7f,
+                    pt_out: p.pt_out & 0x7f,
+                    telephone_event: p.telephone_event,
+                    clock_rate: p.clock_rate,
+                };
+                n += 1;
             }
         }
+        self.npts = n as u8;
     }
 
-    fn payload(&self, pt: u8) -> Option<&PayloadMap> {
-        let i = *self.pt_idx.get(usize::from(pt & 0x7f))?;
-        self.entry.payloads.get(usize::from(i))
+    #[inline]
+    fn payload(&self, pt: u8) -> Option<&PtSlot> {
+        self.pts
+            .iter()
+            .take(usize::from(self.npts))
+            .find(|p| p.pt_in == pt)
     }
 }
 
@@ -405,21 +419,28 @@ impl<F: SrtpFactory> Pipeline<F> {
         let srtp_in = mk(&entry.srtp_in, &mut self.factory);
         let srtp_out = mk(&entry.srtp_out, &mut self.factory);
         let mut st = FlowState {
-            entry,
-            srtp_in,
-            srtp_out,
+            kind: entry.kind,
+            latch: entry.latch,
             srtp_broken: broken,
+            timed_out: false,
+            npts: 0,
+            expected_remote: entry.expected_remote,
             latched: None,
-            pt_out: [0; 128],
-            pt_idx: [NO_PT; 128],
+            egress_local: entry.egress_local,
+            egress_remote: entry.egress_remote,
+            pts: [PtSlot::default(); MAX_PTS],
             rx: RtpRx::default(),
-            dtmf: DtmfTracker::default(),
             packets: 0,
             bytes: 0,
-            dropped: 0,
             last_rx: now,
             created: now,
-            timed_out: false,
+            dropped: 0,
+            dtmf: DtmfTracker::default(),
+            rtcp_egress: entry.rtcp_egress,
+            link: entry.link,
+            srtp_in,
+            srtp_out,
+            entry: Box::new(entry),
         };
         st.load_payloads();
         st
@@ -476,6 +497,12 @@ impl<F: SrtpFactory> Pipeline<F> {
             || (st.entry.srtp_out.is_some() && st.srtp_out.is_none());
         if same_remote {
             st.latched = old.latched;
+        }
+        // A latched peer address learned in this worker outlives a config refresh that did not
+        // move the far end.
+        if old.entry.egress_remote == st.entry.egress_remote {
+            st.egress_remote = old.egress_remote;
+            st.entry.egress_remote = old.egress_remote;
         }
         st.rx = old.rx;
         st.dtmf = old.dtmf;
@@ -596,16 +623,32 @@ impl<F: SrtpFactory> Pipeline<F> {
 
     fn on_latched(&mut self, key: FlowKey, addr: SocketAddr) {
         self.pending.latched += 1;
-        let peer = self
+        let Some(st) = self
             .table
             .get_idx(&key)
             .and_then(|i| self.table.slot_mut(i))
-            .and_then(|st| st.entry.peer);
+        else {
+            return;
+        };
+        let (kind, peer, peer_rtcp) = (st.kind, st.entry.peer, st.entry.peer_rtcp);
         if let Some(p) = peer
             .and_then(|p| self.table.get_idx(&p))
             .and_then(|i| self.table.slot_mut(i))
         {
-            p.entry.egress_remote = addr;
+            match (kind, p.kind, p.rtcp_egress.as_mut()) {
+                (StreamKind::Rtcp, StreamKind::RtpRtcpMux, Some(e)) => e.1 = addr,
+                _ => {
+                    p.egress_remote = addr;
+                    p.entry.egress_remote = addr;
+                }
+            }
+        }
+        if let Some(q) = peer_rtcp
+            .and_then(|p| self.table.get_idx(&p))
+            .and_then(|i| self.table.slot_mut(i))
+        {
+            q.egress_remote = addr;
+            q.entry.egress_remote = addr;
         }
     }
 
@@ -621,7 +664,7 @@ impl<F: SrtpFactory> Pipeline<F> {
         counters: &mut CountersSnapshot,
     ) -> Result<(Forward, Option<SocketAddr>), DropReason> {
         let pkt = buf.get(..len).ok_or(DropReason::Malformed)?;
-        let rtcp = match st.entry.kind {
+        let rtcp = match st.kind {
             StreamKind::Rtp => false,
             StreamKind::Rtcp => true,
             StreamKind::RtpRtcpMux => is_rtcp(pkt),
@@ -635,10 +678,10 @@ impl<F: SrtpFactory> Pipeline<F> {
         }
 
         let mut latch_now = false;
-        match st.entry.latch {
+        match st.latch {
             LatchMode::Off => {}
             LatchMode::Strict => {
-                if src != st.entry.expected_remote {
+                if src != st.expected_remote {
                     return Err(DropReason::SourceMismatch);
                 }
             }
@@ -717,9 +760,10 @@ impl<F: SrtpFactory> Pipeline<F> {
                     }
                 }
             }
-            let out_pt = st.pt_out.get(usize::from(pt)).copied().unwrap_or(pt);
-            if out_pt != pt {
-                rtp.set_payload_type(out_pt);
+            if let Some(p) = st.payload(pt)
+                && p.pt_out != pt
+            {
+                rtp.set_payload_type(p.pt_out);
             }
         }
 
@@ -735,16 +779,19 @@ impl<F: SrtpFactory> Pipeline<F> {
             }
         }
 
-        let dst = st.entry.egress_remote;
+        let (src_local, dst) = match (rtcp, st.rtcp_egress) {
+            (true, Some(e)) => e,
+            _ => (st.egress_local, st.egress_remote),
+        };
         if dst.ip().is_unspecified() || dst.port() == 0 {
             return Err(DropReason::NoRemote);
         }
         Ok((
             Forward {
-                src: st.entry.egress_local,
+                src: src_local,
                 dst,
                 len,
-                link: st.entry.link,
+                link: st.link,
             },
             latched,
         ))

@@ -109,6 +109,8 @@ fn entry(local: &str, egress_local: &str, remote_expected: &str, egress_remote: 
         timeout: SEC,
         hold_timeout: 10 * SEC,
         on_hold: false,
+        rtcp_egress: None,
+        peer_rtcp: None,
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod flows;
 pub mod offer_answer;
 pub mod parse;
 pub mod rewrite;
@@ -16,6 +17,7 @@ mod tests;
 
 pub use codec::{Codec, CodecPref};
 pub use crypto::{CryptoAttr, CryptoKey, CryptoSuite, KeySource};
+pub use flows::FlowOptions;
 pub use offer_answer::{
     LegMedia, LegPolicy, MediaSession, NegotiatedPayload, NegotiatedStream, PortSource, SrtpPolicy,
 };

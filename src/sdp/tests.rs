@@ -683,3 +683,115 @@ fn webrtc_ish_and_ipv6_offers_lose_transport_attributes() {
     );
     assert!(!t.contains("2001:db8"));
 }
+
+#[test]
+fn negotiated_stream_to_flows_and_through_the_pipeline() {
+    use crate::media::flow::{FlowCmd, FlowKey, LatchMode, MediaEvent, StreamKind};
+    use crate::media::pipeline::{NoSrtp, Pipeline, RxPacket, Verdict};
+    // Plain RTP both sides so NoSrtp can run it: B without mux, A with mux.
+    let mut a = carrier_policy();
+    a.rtcp_mux = true;
+    let mut b = carrier_policy();
+    b.media_addr = ip("10.2.0.1");
+    b.codecs = cloud_policy().codecs;
+    let mut sess = MediaSession::new(a, b);
+    let (mut ports, mut keys) = (Ports::new(), Keys(0));
+    let a_offer = s(&load("carrier_g711.sdp")).replace("a=sendrecv", "a=sendrecv\r\na=rtcp-mux");
+    sess.offer(Leg::A, a_offer.as_bytes(), &mut ports, &mut keys)
+        .unwrap();
+    let b_ans = "v=0\r\no=- 1 1 IN IP4 192.0.2.200\r\ns=-\r\nc=IN IP4 192.0.2.200\r\nt=0 0\r\n\
+        m=audio 31000 RTP/AVP 0 96\r\na=rtpmap:96 telephone-event/8000\r\na=rtcp:31005\r\n";
+    sess.answer(Leg::B, b_ans.as_bytes(), &mut ports, &mut keys)
+        .unwrap();
+    let st = &sess.streams()[0];
+    assert_eq!(st.b.remote_rtcp, Some(sa("192.0.2.200:31005")));
+    let opts = FlowOptions {
+        call: 9,
+        latch_a: LatchMode::LatchOnFirst,
+        latch_b: LatchMode::Off,
+        timeout: 1_000_000_000,
+        hold_timeout: 10_000_000_000,
+    };
+    let flows = st.flow_entries(&opts);
+    assert_eq!(flows.len(), 3, "A muxed: one flow; B: RTP and RTCP");
+    let fa = &flows[0];
+    assert_eq!(
+        (fa.key.local, fa.kind),
+        (sa("10.1.0.1:20000"), StreamKind::RtpRtcpMux)
+    );
+    assert_eq!(
+        (fa.egress_local, fa.egress_remote),
+        (sa("10.2.0.1:40000"), sa("192.0.2.200:31000"))
+    );
+    assert_eq!(
+        fa.rtcp_egress,
+        Some((sa("10.2.0.1:40001"), sa("192.0.2.200:31005")))
+    );
+    assert_eq!(
+        fa.payloads
+            .iter()
+            .map(|p| (p.pt_in, p.pt_out))
+            .collect::<Vec<_>>(),
+        vec![(0, 0), (101, 96)]
+    );
+    assert_eq!(flows[1].key.local, sa("10.2.0.1:40000"));
+    assert_eq!(flows[1].egress_remote, sa("203.0.113.10:16384"));
+    assert_eq!(
+        (flows[2].key.local, flows[2].kind),
+        (sa("10.2.0.1:40001"), StreamKind::Rtcp)
+    );
+    assert_eq!(
+        (flows[2].egress_local, flows[2].egress_remote),
+        (sa("10.1.0.1:20000"), sa("203.0.113.10:16384"))
+    );
+    assert!(
+        sess.streams()[0]
+            .flow_entries(&opts)
+            .iter()
+            .all(|f| f.tag.call == 9 && !f.on_hold)
+    );
+
+    let mut p = Pipeline::new(8, NoSrtp);
+    let mut ev = Vec::new();
+    for f in flows {
+        p.apply(FlowCmd::Add(Box::new(f)), 0, &mut ev);
+    }
+    let mut send = |p: &mut Pipeline<NoSrtp>, local: &str, src: &str, pkt: &[u8]| {
+        let mut buf = pkt.to_vec();
+        let mut rx = RxPacket {
+            buf: &mut buf,
+            len: pkt.len(),
+            local: sa(local),
+            src: sa(src),
+        };
+        p.process(1, &mut rx, &mut ev)
+    };
+    let mut rtp = vec![0x80, 101, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+    rtp.extend_from_slice(&[1, 0x80, 0, 160]);
+    // A's NAT changed the port: latched; RTCP muxed from A leaves on B's RTCP port.
+    let v = send(&mut p, "10.1.0.1:20000", "203.0.113.10:9999", &rtp);
+    assert!(matches!(v, Verdict::Forward(f) if f.dst == sa("192.0.2.200:31000")));
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 1];
+    let v = send(&mut p, "10.1.0.1:20000", "203.0.113.10:9999", &rr);
+    assert!(
+        matches!(v, Verdict::Forward(f) if f.src == sa("10.2.0.1:40001") && f.dst == sa("192.0.2.200:31005"))
+    );
+    // B's RTP and RTCP now go to A's latched address.
+    let v = send(&mut p, "10.2.0.1:40000", "192.0.2.200:31000", &rtp);
+    assert!(
+        matches!(v, Verdict::Forward(f) if f.dst == sa("203.0.113.10:9999") && f.src == sa("10.1.0.1:20000"))
+    );
+    let v = send(&mut p, "10.2.0.1:40001", "192.0.2.200:31005", &rr);
+    assert!(
+        matches!(v, Verdict::Forward(f) if f.dst == sa("203.0.113.10:9999") && f.src == sa("10.1.0.1:20000"))
+    );
+    assert!(ev.iter().any(|e| matches!(e, MediaEvent::Latched { key, .. } if *key == FlowKey::new(sa("10.1.0.1:20000")))));
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        MediaEvent::Dtmf {
+            call: 9,
+            digit: '1',
+            ..
+        }
+    )));
+}
