@@ -547,7 +547,7 @@ impl<F: SrtpFactory> Pipeline<F> {
     ) -> usize {
         let mut n = 0;
         for (p, o) in pkts.iter_mut().zip(out.iter_mut()) {
-            *o = self.process_one(now, p, events);
+            self.process_one(now, p, events, o);
             n += 1;
         }
         self.flush_counters();
@@ -561,7 +561,8 @@ impl<F: SrtpFactory> Pipeline<F> {
         pkt: &mut RxPacket<'_>,
         events: &mut impl EventSink,
     ) -> Verdict {
-        let v = self.process_one(now, pkt, events);
+        let mut v = Verdict::Drop(DropReason::NoFlow);
+        self.process_one(now, pkt, events, &mut v);
         self.flush_counters();
         v
     }
@@ -571,52 +572,48 @@ impl<F: SrtpFactory> Pipeline<F> {
         self.pending = CountersSnapshot::default();
     }
 
-    fn drop(&mut self, r: DropReason) -> Verdict {
+    fn count_drop(&mut self, r: DropReason) {
         if let Some(d) = self.pending.drops.get_mut(r as usize) {
             *d += 1;
         }
-        Verdict::Drop(r)
     }
 
+    /// Writes the verdict in place: a `Forward` is ~100 bytes, and returning it by value through
+    /// the layers cost more instructions than the rest of the relay decision.
+    #[inline]
     fn process_one(
         &mut self,
         now: Nanos,
         pkt: &mut RxPacket<'_>,
         events: &mut impl EventSink,
-    ) -> Verdict {
+        out: &mut Verdict,
+    ) {
         self.pending.rx_packets += 1;
         self.pending.rx_bytes += pkt.len as u64;
         let key = FlowKey { local: pkt.local };
-        let Some(idx) = self.table.get_idx(&key) else {
-            return self.drop(DropReason::NoFlow);
+        let Some(st) = self
+            .table
+            .get_idx(&key)
+            .and_then(|i| self.table.slot_mut(i))
+        else {
+            self.count_drop(DropReason::NoFlow);
+            *out = Verdict::Drop(DropReason::NoFlow);
+            return;
         };
-        let len = pkt.len.min(pkt.buf.len());
-        let Some(st) = self.table.slot_mut(idx) else {
-            return self.drop(DropReason::NoFlow);
-        };
-        let r = Self::relay(
-            st,
-            now,
-            pkt.src,
-            &mut pkt.buf[..],
-            len,
-            events,
-            &mut self.pending,
-        );
-        match r {
-            Ok((fwd, latched)) => {
-                if let Some(addr) = latched {
-                    self.on_latched(key, addr);
+        match Self::relay(st, now, pkt, events, &mut self.pending, out) {
+            Ok(latched) => {
+                if latched {
+                    self.on_latched(key, pkt.src);
                 }
                 self.pending.forwarded += 1;
-                self.pending.forwarded_bytes += fwd.len as u64;
-                Verdict::Forward(fwd)
+                if let Verdict::Forward(f) = out {
+                    self.pending.forwarded_bytes += f.len as u64;
+                }
             }
             Err(reason) => {
-                if let Some(st) = self.table.slot_mut(idx) {
-                    st.dropped += 1;
-                }
-                self.drop(reason)
+                st.dropped += 1;
+                self.count_drop(reason);
+                *out = Verdict::Drop(reason);
             }
         }
     }
@@ -657,12 +654,14 @@ impl<F: SrtpFactory> Pipeline<F> {
     fn relay(
         st: &mut FlowState<F::Transform>,
         now: Nanos,
-        src: SocketAddr,
-        buf: &mut [u8],
-        mut len: usize,
+        pkt: &mut RxPacket<'_>,
         events: &mut impl EventSink,
         counters: &mut CountersSnapshot,
-    ) -> Result<(Forward, Option<SocketAddr>), DropReason> {
+        out: &mut Verdict,
+    ) -> Result<bool, DropReason> {
+        let src = pkt.src;
+        let buf = &mut pkt.buf[..];
+        let mut len = pkt.len.min(buf.len());
         let pkt = buf.get(..len).ok_or(DropReason::Malformed)?;
         let rtcp = match st.kind {
             StreamKind::Rtp => false,
@@ -707,17 +706,14 @@ impl<F: SrtpFactory> Pipeline<F> {
             }
         }
         // Only now is the source proven (authenticated when SRTP): latch it.
-        let latched = if latch_now {
+        if latch_now {
             st.latched = Some(src);
             events.event(MediaEvent::Latched {
                 key: st.entry.key,
                 addr: src,
                 tag: st.entry.tag,
             });
-            Some(src)
-        } else {
-            None
-        };
+        }
 
         st.packets += 1;
         st.bytes += len as u64;
@@ -786,15 +782,13 @@ impl<F: SrtpFactory> Pipeline<F> {
         if dst.ip().is_unspecified() || dst.port() == 0 {
             return Err(DropReason::NoRemote);
         }
-        Ok((
-            Forward {
-                src: src_local,
-                dst,
-                len,
-                link: st.link,
-            },
-            latched,
-        ))
+        *out = Verdict::Forward(Forward {
+            src: src_local,
+            dst,
+            len,
+            link: st.link,
+        });
+        Ok(latch_now)
     }
 
     /// Checks up to `budget` flow slots for media timeout (hold-aware) from a rotating cursor, so a
