@@ -5,7 +5,8 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use tollgate::media::benchsupport::{self as bs, BATCH};
-use tollgate::media::{DropReason, Verdict};
+use tollgate::media::pipeline::BuildFlowHasher;
+use tollgate::media::{DropReason, FlowKey, Verdict};
 
 const BATCHES: usize = 64;
 
@@ -59,6 +60,47 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+
+    // The flow lookup alone: our index (hashbrown + FlowHasher on FlowKey) vs std HashMap<SocketAddr>.
+    let mut g = c.benchmark_group("flow_lookup_1000_flows");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let keys: Vec<std::net::SocketAddr> = (0..BATCH * BATCHES)
+        .map(|k| bs::local((k * 617) % bs::FLOWS))
+        .collect();
+    let mut ours: hashbrown::HashMap<FlowKey, u32, BuildFlowHasher> =
+        hashbrown::HashMap::with_capacity_and_hasher(bs::FLOWS * 2, BuildFlowHasher);
+    let mut std_map: std::collections::HashMap<std::net::SocketAddr, u32> =
+        std::collections::HashMap::with_capacity(bs::FLOWS * 2);
+    for i in 0..bs::FLOWS {
+        ours.insert(FlowKey::new(bs::local(i)), i as u32);
+        std_map.insert(bs::local(i), i as u32);
+    }
+    let mut k = 0usize;
+    g.bench_function("flowhasher_hashbrown_batch32", |b| {
+        b.iter(|| {
+            let start = (k % BATCHES) * BATCH;
+            k += 1;
+            let mut sum = 0u32;
+            for a in &keys[start..start + BATCH] {
+                sum =
+                    sum.wrapping_add(ours.get(&FlowKey::new(*black_box(a))).copied().unwrap_or(0));
+            }
+            sum
+        })
+    });
+    let mut k = 0usize;
+    g.bench_function("std_hashmap_siphash_batch32", |b| {
+        b.iter(|| {
+            let start = (k % BATCHES) * BATCH;
+            k += 1;
+            let mut sum = 0u32;
+            for a in &keys[start..start + BATCH] {
+                sum = sum.wrapping_add(std_map.get(black_box(a)).copied().unwrap_or(0));
+            }
+            sum
+        })
+    });
     g.finish();
 }
 
