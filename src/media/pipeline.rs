@@ -722,11 +722,13 @@ impl<F: SrtpFactory> Pipeline<F> {
 
         if !rtcp {
             let plain = buf.get_mut(..len).ok_or(DropReason::Malformed)?;
-            let mut rtp = RtpPacket::new_checked(plain).map_err(|_| DropReason::Malformed)?;
+            // The header was validated before unprotect and SRTP leaves it untouched; the view's
+            // accessors are bounds-checked, so no second validation pass is needed.
+            let mut rtp = RtpPacket::new_unchecked(plain);
             let pt = rtp.payload_type();
-            let (clock, te) = match st.payload(pt) {
-                Some(p) => (p.clock_rate, p.telephone_event),
-                None => (0, false),
+            let (clock, te, pt_out) = match st.payload(pt) {
+                Some(p) => (p.clock_rate, p.telephone_event, p.pt_out),
+                None => (0, false, pt),
             };
             st.rx.on_packet(
                 rtp.ssrc(),
@@ -756,10 +758,8 @@ impl<F: SrtpFactory> Pipeline<F> {
                     }
                 }
             }
-            if let Some(p) = st.payload(pt)
-                && p.pt_out != pt
-            {
-                rtp.set_payload_type(p.pt_out);
+            if pt_out != pt {
+                rtp.set_payload_type(pt_out);
             }
         }
 
