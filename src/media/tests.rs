@@ -840,3 +840,18 @@ fn fanout_programs_every_worker_first_and_is_all_or_nothing() {
     assert_eq!(eq.dropped(), 1);
     assert!(eq.pop().is_some());
 }
+
+#[test]
+fn command_slots_stay_small() {
+    // Entries are boxed so a queue slot is one pointer plus the discriminant (Remove holds a key).
+    assert!(
+        std::mem::size_of::<FlowCmd>() <= 40,
+        "{}",
+        std::mem::size_of::<FlowCmd>()
+    );
+    assert!(
+        std::mem::size_of::<MediaEvent>() <= 128,
+        "{}",
+        std::mem::size_of::<MediaEvent>()
+    );
+}

@@ -297,3 +297,28 @@ fn ethernet_untagged_and_setters() {
     short_tag[12] = 0x81;
     assert!(EthernetFrame::new_checked(&short_tag[..]).is_err());
 }
+
+#[test]
+fn ipv4_with_options() {
+    // IHL 6: one 4-byte option (NOP NOP NOP EOL), total 24 + 8 (UDP header only).
+    let mut b = hex("46000020 abcd0000 40110000 0a000001 0a000002 01010100 1f40 0fa0 0008 0000");
+    let mut ip = Ipv4Packet::new_checked(&mut b[..]).unwrap();
+    assert_eq!(ip.header_len(), 24);
+    assert_eq!(ip.options(), &[1, 1, 1, 0]);
+    ip.fill_checksum();
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.payload().len(), 8);
+    let u = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((u.src_port(), u.dst_port()), (8000, 4000));
+    // IHL below 5, total length beyond the buffer, fragments.
+    assert_eq!(
+        Ipv4Packet::new_checked(&hex("44000014 00000000 40110000 0a000001 0a000002")[..]).err(),
+        Some(WireError::Malformed)
+    );
+    assert_eq!(
+        Ipv4Packet::new_checked(&hex("45000030 00000000 40110000 0a000001 0a000002")[..]).err(),
+        Some(WireError::Truncated)
+    );
+    let frag = hex("45000014 00002001 40110000 0a000001 0a000002");
+    assert!(Ipv4Packet::new_checked(&frag[..]).unwrap().is_fragment());
+}
