@@ -217,8 +217,9 @@ struct PtSlot {
     clock_rate: u32,
 }
 
-/// A flow's per-packet state: the fields every packet reads sit together at the front; the full
-/// configuration stays boxed and cold.
+/// A flow's per-packet state: `repr(C)` keeps the fields every packet touches together in the
+/// first cache lines; rarely read state follows and the full configuration stays boxed.
+#[repr(C)]
 struct FlowState<X> {
     kind: StreamKind,
     latch: LatchMode,
@@ -229,18 +230,18 @@ struct FlowState<X> {
     latched: Option<SocketAddr>,
     egress_local: SocketAddr,
     egress_remote: SocketAddr,
-    pts: [PtSlot; MAX_PTS],
-    rx: RtpRx,
     packets: u64,
     bytes: u64,
     last_rx: Nanos,
     created: Nanos,
-    dropped: u64,
-    dtmf: DtmfTracker,
-    rtcp_egress: Option<(SocketAddr, SocketAddr)>,
+    pts: [PtSlot; MAX_PTS],
+    rx: RtpRx,
     link: Option<LinkEgress>,
+    rtcp_egress: Option<(SocketAddr, SocketAddr)>,
     srtp_in: Option<X>,
     srtp_out: Option<X>,
+    dropped: u64,
+    dtmf: DtmfTracker,
     entry: Box<FlowEntry>,
 }
 
