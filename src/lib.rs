@@ -7,3 +7,7 @@ pub mod fastpath;
 pub mod config;
 pub mod routing;
 pub mod signaling;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod media;
+pub mod sdp;
