@@ -1,0 +1,33 @@
+//! SRTP and SRTCP (RFC 3711) for the media fast path, with the AES-CM suites of RFC 4568 / RFC 6188
+//! and the AES-GCM suites of RFC 7714. Sans-IO: packets in caller buffers, transformed in place.
+//!
+//! One [`SrtpContext`] serves one direction of one master key; it derives the session keys once and
+//! keeps per-SSRC state (ROC, highest sequence number, replay windows) in a table sized at creation,
+//! so the per-packet path never allocates.
+
+mod cipher;
+mod context;
+mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+mod key;
+mod replay;
+mod suite;
+
+pub use context::{Config, MAX_BATCH, MAX_SSRC_CAPACITY, SrtpContext, StreamState};
+pub use error::SrtpError;
+pub use key::{MasterKey, Mki};
+pub use replay::{MAX_REPLAY_WINDOW, ReplayWindow};
+pub use suite::{MAX_MKI_LEN, MAX_OVERHEAD, Suite};
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// Hex (any case, whitespace ignored) to bytes; test vectors only.
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        clean
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+            .collect()
+    }
+}
