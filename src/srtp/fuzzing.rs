@@ -80,6 +80,45 @@ pub fn check_unprotect(data: &[u8]) {
     }
 }
 
+/// A valid input for `check_unprotect`: selector byte `sel`, then an SRTP (or, if `rtcp`, SRTCP)
+/// packet protected with the key `check_unprotect` uses. Seeds the corpus and the smoke test's mutations.
+pub fn seed(sel: u8, rtcp: bool, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let suite = Suite::ALL[usize::from(sel) % Suite::ALL.len()];
+    let mki = if sel & 0x80 != 0 {
+        Mki::new(u64::from(sel), 1).ok()
+    } else {
+        None
+    };
+    let cfg = Config {
+        replay_window: 64 + usize::from(sel & 0x40) * 4,
+        ssrc_capacity: 2,
+        mki,
+    };
+    let Ok(mut tx) = SrtpContext::new(suite, &fixed_key(suite), cfg) else {
+        return vec![sel];
+    };
+    let mut pkt = if rtcp {
+        vec![0x81, 0xc8, 0, 0, 0, 0, 0, 7]
+    } else {
+        vec![0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7]
+    };
+    if !rtcp {
+        pkt[2..4].copy_from_slice(&seq.to_be_bytes());
+    }
+    pkt.extend_from_slice(payload);
+    let n = pkt.len();
+    pkt.resize(n + super::MAX_OVERHEAD, 0);
+    let res = if rtcp {
+        tx.protect_rtcp(&mut pkt, n)
+    } else {
+        tx.protect_rtp(&mut pkt, n)
+    };
+    let len = res.unwrap_or(n);
+    pkt.truncate(len);
+    pkt.insert(0, sel);
+    pkt
+}
+
 fn ssrc_of(pkt: &[u8], rtcp: bool) -> Option<u32> {
     let at = if rtcp { 4 } else { 8 };
     pkt.get(at..at + 4)
