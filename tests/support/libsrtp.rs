@@ -48,6 +48,9 @@ pub struct Policy {
 pub const SSRC_ANY_INBOUND: u32 = 2;
 pub const SSRC_ANY_OUTBOUND: u32 = 3;
 
+pub type Init = unsafe extern "C" fn() -> c_int;
+pub type Create = unsafe extern "C" fn(*mut *mut c_void, *const Policy) -> c_int;
+pub type Dealloc = unsafe extern "C" fn(*mut c_void) -> c_int;
 pub type SetPolicy = unsafe extern "C" fn(*mut CryptoPolicy);
 pub type Transform = unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_int) -> c_int;
 pub type ProtectMki =
@@ -57,9 +60,9 @@ pub type UnprotectMki = unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_in
 /// The libsrtp2 entry points this shim uses.
 #[derive(Clone, Copy)]
 pub struct Lib {
-    pub init: unsafe extern "C" fn() -> c_int,
-    pub create: unsafe extern "C" fn(*mut *mut c_void, *const Policy) -> c_int,
-    pub dealloc: unsafe extern "C" fn(*mut c_void) -> c_int,
+    pub init: Init,
+    pub create: Create,
+    pub dealloc: Dealloc,
     pub protect: Transform,
     pub unprotect: Transform,
     pub protect_rtcp: Transform,
