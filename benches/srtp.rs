@@ -237,8 +237,10 @@ fn bench(c: &mut Criterion) {
                             None => Engine::ours(suite, &mk),
                             Some(l) => Engine::lib(*l, suite, &mk),
                         };
+                        // Criterion calls the closure several times; the sequence must keep rising across them.
+                        let mut seq = 0u16;
                         g.bench_function(BenchmarkId::from_parameter(name), |b| {
-                            run_case(b, &mut e, &tpl, len, batch, op == "protect")
+                            run_case(b, &mut e, &mut seq, &tpl, len, batch, op == "protect")
                         });
                     }
                     g.finish();
@@ -254,12 +256,12 @@ fn bench(c: &mut Criterion) {
 fn run_case(
     b: &mut criterion::Bencher<'_>,
     e: &mut Engine,
+    seq: &mut u16,
     tpl: &[u8; SLOT],
     len: usize,
     batch: bool,
     protect: bool,
 ) {
-    let mut seq: u16 = 0;
     let mut out = [Ok(0); BATCH];
     if protect {
         let mut bufs = vec![*tpl; BATCH];
@@ -267,8 +269,8 @@ fn run_case(
             b.iter(|| {
                 for buf in bufs.iter_mut() {
                     buf[..len].copy_from_slice(&tpl[..len]);
-                    set_seq(buf, seq);
-                    seq = seq.wrapping_add(1);
+                    set_seq(buf, *seq);
+                    *seq = seq.wrapping_add(1);
                 }
                 e.protect_batch(&mut bufs, len, &mut out);
             });
@@ -276,8 +278,8 @@ fn run_case(
             let buf = &mut bufs[0];
             b.iter(|| {
                 buf[..len].copy_from_slice(&tpl[..len]);
-                set_seq(buf, seq);
-                seq = seq.wrapping_add(1);
+                set_seq(buf, *seq);
+                *seq = seq.wrapping_add(1);
                 black_box(e.protect(buf, len))
             });
         }
@@ -294,8 +296,8 @@ fn run_case(
             let n = n.max(per_iter);
             for buf in chunk[..n].iter_mut() {
                 buf[..len].copy_from_slice(&tpl[..len]);
-                set_seq(buf, seq);
-                seq = seq.wrapping_add(1);
+                set_seq(buf, *seq);
+                *seq = seq.wrapping_add(1);
                 plen = e.protect(buf, len);
             }
             let start = Instant::now();

@@ -83,7 +83,8 @@ pub(crate) fn ctr_xor(aes: &Aes, iv: [u8; 16], data: &mut [u8]) {
         xor_in_place(chunk, blocks.as_flattened());
         ctr = ctr.wrapping_add(n as u128);
     }
-    ks.as_flattened_mut().zeroize();
+    // The keystream is not wiped: it equals plaintext XOR ciphertext of a packet whose plaintext
+    // the caller holds anyway, and says nothing about the key. Wiping it cost more than the AES.
 }
 
 /// SRTP/SRTCP key derivation labels (RFC 3711 section 4.3.1).
@@ -106,15 +107,19 @@ pub(crate) fn derive(
     label: Label,
     out: &mut [u8],
 ) -> Result<(), SrtpError> {
-    if master_salt.len() > 14 {
+    if master_salt.len() > 14 || out.len() > 32 {
         return Err(SrtpError::BadKey);
     }
     let aes = Aes::new(master_key)?;
     let mut iv = [0u8; 16];
     iv[..master_salt.len()].copy_from_slice(master_salt);
     iv[7] ^= label as u8;
-    out.fill(0);
-    ctr_xor(&aes, iv, out);
+    // At most 32 bytes (an AES-256 key): two counter blocks, wiped after since they are key material.
+    let mut blocks = [[0u8; 16]; 2];
+    fill_counters(&mut blocks, u128::from_be_bytes(iv));
+    aes.encrypt_blocks(&mut blocks);
+    out.copy_from_slice(&blocks.as_flattened()[..out.len()]);
+    blocks.as_flattened_mut().zeroize();
     iv.zeroize();
     Ok(())
 }

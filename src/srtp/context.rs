@@ -817,7 +817,6 @@ impl SrtpContext {
             used += blocks;
         }
         self.finish_protect(pkts, results, &mut ks, &pending[..np]);
-        ks.as_flattened_mut().zeroize();
         n
     }
 
@@ -940,7 +939,6 @@ impl SrtpContext {
             used += blocks;
         }
         self.finish_decrypt(pkts, &mut ks, &pending[..np]);
-        ks.as_flattened_mut().zeroize();
         n
     }
 
