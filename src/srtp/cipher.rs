@@ -10,8 +10,9 @@ use zeroize::Zeroize;
 
 use super::error::SrtpError;
 
-/// Counter blocks generated per `encrypt_blocks` call.
-pub(crate) const KS_BLOCKS: usize = 64;
+/// Counter blocks generated per `encrypt_blocks` call of the one-packet path: enough for a G.711
+/// payload in one pass, small enough that zero-initialising the stack buffer costs nothing.
+pub(crate) const KS_BLOCKS: usize = 16;
 
 /// An expanded AES key of any of the three sizes. The `aes` types zeroize their round keys on drop.
 pub(crate) enum Aes {
