@@ -10,9 +10,10 @@ use zeroize::Zeroize;
 
 use super::error::SrtpError;
 
-/// Counter blocks generated per `encrypt_blocks` call of the one-packet path: enough for a G.711
-/// payload in one pass, small enough that zero-initialising the stack buffer costs nothing.
-pub(crate) const KS_BLOCKS: usize = 16;
+/// Counter blocks per `encrypt_blocks` call. The `aes` crate's VAES-512 backend pipelines exactly 64
+/// blocks and runs any shorter tail one block at a time, so every pass is a full 64 blocks even for
+/// a 10-block G.711 payload: measured faster than the serial tail (the spare blocks are unused).
+pub(crate) const KS_BLOCKS: usize = 64;
 
 /// An expanded AES key of any of the three sizes. The `aes` types zeroize their round keys on drop.
 pub(crate) enum Aes {
@@ -78,10 +79,9 @@ pub(crate) fn ctr_xor(aes: &Aes, iv: [u8; 16], data: &mut [u8]) {
     let mut ctr = u128::from_be_bytes(iv);
     for chunk in data.chunks_mut(KS_BLOCKS * 16) {
         let n = chunk.len().div_ceil(16);
-        let blocks = &mut ks[..n];
-        fill_counters(blocks, ctr);
-        aes.encrypt_blocks(blocks);
-        xor_in_place(chunk, blocks.as_flattened());
+        fill_counters(&mut ks[..n], ctr);
+        aes.encrypt_blocks(&mut ks);
+        xor_in_place(chunk, ks.as_flattened());
         ctr = ctr.wrapping_add(n as u128);
     }
     // The keystream is not wiped: it equals plaintext XOR ciphertext of a packet whose plaintext
