@@ -437,3 +437,45 @@ fn batch_matches_single_packet_path() {
         assert_eq!(rx_batch.stream(42), rx_single.stream(42));
     }
 }
+
+/// SRTCP with the E-bit clear (authenticated, not encrypted) is accepted as is, for both families.
+#[test]
+fn unencrypted_srtcp_is_authenticated_and_accepted() {
+    let rtcp = hex(RFC7714_RTCP);
+    let e_index = 7u32.to_be_bytes(); // E = 0, index 7
+    for suite in [Suite::AesCm128HmacSha1_32, Suite::AeadAes256Gcm] {
+        let mk = MasterKey::generate(suite).unwrap();
+        let mut rx = SrtpContext::new(suite, &mk, Config::default()).unwrap();
+        let mut pkt = rtcp.clone();
+        match &rx.rtcp {
+            Transform::Cm { auth, tag_len, .. } => {
+                pkt.extend_from_slice(&e_index);
+                let tag = hmac_tag(auth, &pkt, &[]);
+                pkt.extend_from_slice(&tag[..*tag_len]);
+            }
+            Transform::Gcm { aead, salt } => {
+                let mut aad = rtcp.clone();
+                aad.extend_from_slice(&e_index);
+                let tag = aead
+                    .seal(&gcm_rtcp_iv(salt, 0x4d61_7273, 7), &aad, &mut [])
+                    .unwrap();
+                pkt.extend_from_slice(&tag);
+                pkt.extend_from_slice(&e_index);
+            }
+        }
+        let n = pkt.len();
+        let mut forged = pkt.clone();
+        forged[10] ^= 1;
+        assert_eq!(
+            rx.unprotect_rtcp(&mut forged, n),
+            Err(SrtpError::AuthFailed),
+            "{suite}"
+        );
+        assert_eq!(rx.unprotect_rtcp(&mut pkt, n), Ok(rtcp.len()), "{suite}");
+        assert_eq!(&pkt[..rtcp.len()], &rtcp[..]);
+        assert_eq!(
+            rx.unprotect_rtcp(&mut pkt.clone(), n),
+            Err(SrtpError::Replayed)
+        );
+    }
+}
