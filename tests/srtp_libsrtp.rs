@@ -180,7 +180,7 @@ fn cross_check(
     }
 }
 
-/// Every suite but AES-192: libsrtp before upstream fix #763 (2025, in no release Debian ships)
+/// Every suite but AES-192: libsrtp 2.x (fix for issue #763 is only on libsrtp's main branch)
 /// derives AES-192 session keys with an AES-256 PRF keyed by key || salt[..8], against RFC 6188.
 /// Our AES-192 KDF is checked against the RFC 6188 section 7.4 vectors instead.
 const LIBSRTP_COMPATIBLE: [Suite; 6] = [
