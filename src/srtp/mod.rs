@@ -6,8 +6,8 @@
 //! so the per-packet path never allocates.
 //!
 //! Interop note: libsrtp2 2.x releases (2.3 to 2.8 at least) derive AES-192 session keys with an
-//! AES-256 PRF (upstream issue #763, fixed only on libsrtp's main branch by PR #765), so `AES_192_CM_HMAC_SHA1_*` with a libsrtp-based peer fails
-//! authentication. We follow RFC 6188 (checked against its section 7.4 vectors); the SDP layer should
+//! AES-256 PRF (upstream issue #763, fixed only on libsrtp's main branch by PR #765), so
+//! `AES_192_CM_HMAC_SHA1_*` with a libsrtp-based peer fails authentication. We follow RFC 6188 (checked against its section 7.4 vectors); the SDP layer should
 //! prefer the 128- and 256-bit suites when offering.
 
 mod cipher;
