@@ -11,3 +11,4 @@ pub mod signaling;
 pub mod fuzzing;
 pub mod media;
 pub mod sdp;
+pub mod srtp;

@@ -8,7 +8,7 @@
 //! Header values are untrusted: every malformed input is a typed error.
 
 use crate::config::{Credentials, DigestAlgorithm, InboundAuth, User};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
