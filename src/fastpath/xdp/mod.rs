@@ -1,0 +1,4 @@
+//! AF_XDP fast path: the XDP steering program's loader and maps, UMEM and rings, the worker loop, the
+//! next-hop MAC table, and the egress header rewrite.
+
+pub mod rewrite;
