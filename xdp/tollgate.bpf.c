@@ -19,7 +19,11 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#define TG_MAX_QUEUES 256
+/* XSKMAP slot = port slot * TG_QUEUES_PER_PORT + rx queue: one program serves several interfaces (carrier
+ * side, cloud side), whose queue numbers overlap. */
+#define TG_MAX_PORTS 8
+#define TG_QUEUES_PER_PORT 64
+#define TG_MAX_QUEUES (TG_MAX_PORTS * TG_QUEUES_PER_PORT)
 #define TG_MAX_FLOWS 65536
 
 #define ETH_P_8021Q_ 0x8100
@@ -63,6 +67,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } xsks_map SEC(".maps");
+
+/* ingress ifindex -> port slot (0..TG_MAX_PORTS-1), written by the loader on attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TG_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} port_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -170,7 +182,11 @@ int xdp_tollgate(struct xdp_md *ctx)
 
 	/* An empty XSKMAP slot would make bpf_redirect_map fall back to XDP_PASS silently; check first so the
 	 * counters say what really happened. */
-	__u32 q = ctx->rx_queue_index;
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 *slot = bpf_map_lookup_elem(&port_slots, &ifindex);
+	if (!slot || *slot >= TG_MAX_PORTS || ctx->rx_queue_index >= TG_QUEUES_PER_PORT)
+		return pass(TG_C_NO_XSK);
+	__u32 q = *slot * TG_QUEUES_PER_PORT + ctx->rx_queue_index;
 	if (!bpf_map_lookup_elem(&xsks_map, &q))
 		return pass(TG_C_NO_XSK);
 	count(TG_C_REDIRECTED);
