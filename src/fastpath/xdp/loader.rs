@@ -444,6 +444,11 @@ impl XdpProgram {
         &mut self.flows
     }
 
+    /// A second handle on the flow map, e.g. for the signalling thread.
+    pub fn flows_clone(&self) -> Result<FlowMap, XdpError> {
+        self.flows.try_clone()
+    }
+
     pub fn insert_flow(&mut self, local: SocketAddr, value: FlowValue) -> Result<(), XdpError> {
         self.flows.insert_flow(local, value)
     }

@@ -287,6 +287,7 @@ struct Port {
     rx: RingRx,
     tx: RingTx,
     _user: User,
+    _bound_as: Option<User>,
     backlog: Backlog,
     /// Frames kept in the fill ring.
     fill_target: u32,
@@ -367,7 +368,7 @@ impl Xsks {
             let dev = umem
                 .fq_cq(&sock)
                 .map_err(|e| xsk_err(iface, q, "fill/completion rings", e))?;
-            let (user, zerocopy) = if i == 0 {
+            let (user, bound_as, zerocopy) = if i == 0 {
                 bind_first(&umem, &sock, ring, cfg.bind, iface, q)?
             } else {
                 // Shares the first socket's UMEM: flags must be 0, the mode is inherited (P8).
@@ -382,7 +383,7 @@ impl Xsks {
                 umem.bind(&user)
                     .map_err(|e| xsk_err(iface, q, "bind (shared UMEM)", e))?;
                 let zc = ports.first().is_some_and(|p: &Port| p.info.zerocopy);
-                (user, zc)
+                (user, None, zc)
             };
             let rx = user.map_rx().map_err(|e| xsk_err(iface, q, "map rx", e))?;
             let tx = user.map_tx().map_err(|e| xsk_err(iface, q, "map tx", e))?;
@@ -404,6 +405,7 @@ impl Xsks {
                 rx,
                 tx,
                 _user: user,
+                _bound_as: bound_as,
                 backlog: Backlog::new(cfg.frames as usize),
                 // Half the frames stay out of the fill rings for RX/TX rings and backlog.
                 fill_target: cfg
@@ -427,6 +429,9 @@ impl Xsks {
     }
 }
 
+/// Binds the UMEM-owning socket: zero-copy first when allowed, then copy. The rings are created once (a
+/// socket's rings cannot be set twice); a retry uses a ring-less `User` that only carries other bind flags.
+/// Returns the `User` whose rings are to be mapped, the one that was bound (kept alive), and zero-copy.
 fn bind_first(
     umem: &Umem,
     sock: &Socket,
@@ -434,7 +439,7 @@ fn bind_first(
     mode: BindMode,
     iface: &str,
     q: u32,
-) -> Result<(User, bool), XdpError> {
+) -> Result<(User, Option<User>, bool), XdpError> {
     let wake = SocketConfig::XDP_BIND_NEED_WAKEUP;
     let attempts: &[(u16, bool)] = match mode {
         BindMode::Auto => &[
@@ -444,29 +449,58 @@ fn bind_first(
         BindMode::ZeroCopy => &[(SocketConfig::XDP_BIND_ZEROCOPY | wake, true)],
         BindMode::Copy => &[(SocketConfig::XDP_BIND_COPY | wake, false)],
     };
+    let mut rings: Option<User> = None;
     let mut last = String::new();
     for &(flags, zc) in attempts {
-        let sc = SocketConfig {
-            rx_size: ring,
-            tx_size: ring,
-            bind_flags: flags,
-        };
-        let user = umem
-            .rx_tx(sock, &sc)
-            .map_err(|e| xsk_err(iface, q, "rx/tx rings", e))?;
-        match umem.bind(&user) {
-            Ok(()) => return Ok((user, zc)),
-            Err(e) => {
-                if zc && mode == BindMode::Auto {
-                    info!(
-                        iface,
-                        queue = q,
-                        errno = errno_of(&e),
-                        "zero-copy bind refused, using copy mode"
-                    );
-                }
-                last = format!("bind flags {flags:#x}: errno {}", errno_of(&e));
+        let (user, is_rings) = match rings {
+            None => {
+                let sc = SocketConfig {
+                    rx_size: ring,
+                    tx_size: ring,
+                    bind_flags: flags,
+                };
+                (
+                    umem.rx_tx(sock, &sc)
+                        .map_err(|e| xsk_err(iface, q, "rx/tx rings", e))?,
+                    true,
+                )
             }
+            Some(_) => {
+                let sc = SocketConfig {
+                    rx_size: None,
+                    tx_size: None,
+                    bind_flags: flags,
+                };
+                (
+                    umem.rx_tx(sock, &sc)
+                        .map_err(|e| xsk_err(iface, q, "bind config", e))?,
+                    false,
+                )
+            }
+        };
+        let res = umem.bind(&user);
+        let bound = res.is_ok();
+        if is_rings {
+            rings = Some(user);
+            if bound {
+                return Ok((rings.take().unwrap_or_else(|| unreachable!()), None, zc));
+            }
+        } else if bound {
+            let r = rings
+                .take()
+                .ok_or_else(|| xsk_err(iface, q, "bind", "rings lost"))?;
+            return Ok((r, Some(user), zc));
+        }
+        if let Err(e) = res {
+            if zc && mode == BindMode::Auto {
+                info!(
+                    iface,
+                    queue = q,
+                    errno = errno_of(&e),
+                    "zero-copy bind refused, using copy mode"
+                );
+            }
+            last = format!("bind flags {flags:#x}: errno {}", errno_of(&e));
         }
     }
     Err(xsk_err(iface, q, "bind", last))
@@ -507,22 +541,26 @@ pub fn spawn_worker<H: FrameHandler>(
                     return handler;
                 }
             };
-            let fds = xsks
-                .ports
-                .iter()
-                .map(|p| (p.info.clone(), p.rx.as_raw_fd()))
-                .collect();
-            let _ = ready_tx.send(Ok(fds));
-            if go_rx.recv() != Ok(true) {
-                return handler;
-            }
             let mut w = match Worker::new(xsks, handler, neigh, stats2, cfg.busy_poll) {
                 Ok(w) => w,
                 Err((e, handler)) => {
-                    warn!(error = %e, "XDP worker setup failed");
+                    let _ =
+                        ready_tx.send(Err(xsk_err("-", 0, "raw sockets for the kernel path", e)));
                     return handler;
                 }
             };
+            // Fill rings are primed before the sockets go into the XSKMAP: a packet steered to a socket
+            // with an empty fill ring is lost (rx_fill_ring_empty_descs).
+            w.prime();
+            let fds =
+                w.x.ports
+                    .iter()
+                    .map(|p| (p.info.clone(), p.rx.as_raw_fd()))
+                    .collect();
+            let _ = ready_tx.send(Ok(fds));
+            if go_rx.recv() != Ok(true) {
+                return w.handler;
+            }
             w.run(&stop2);
             w.handler
         })
@@ -705,11 +743,14 @@ impl<H: FrameHandler> Worker<H> {
         })
     }
 
-    fn run(&mut self, stop: &AtomicBool) {
-        // Prime every fill ring.
+    fn prime(&mut self) {
         for i in 0..self.x.ports.len() {
             self.refill(i);
         }
+        self.publish();
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
         let mut idle = 0u32;
         let mut last_stats = Instant::now();
         while !stop.load(Ordering::Relaxed) {
