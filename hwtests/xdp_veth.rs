@@ -16,6 +16,7 @@ use tollgate::fastpath::xdp::loader::{
     tollgate_attached,
 };
 use tollgate::fastpath::xdp::neigh::NeighThread;
+use tollgate::fastpath::xdp::rewrite::MacAddr;
 use tollgate::fastpath::xdp::worker::{
     PortSpec, WorkerConfig, WorkerCounters, WorkerHandle, spawn_worker,
 };
@@ -479,4 +480,191 @@ fn permission_and_interface_errors_are_typed() {
         Err(XdpError::NoSuchInterface(n)) => assert_eq!(n, "tgx-no-such-if"),
         other => panic!("expected NoSuchInterface, got {:?}", other.map(|_| ())),
     }
+}
+
+/// Sends raw Ethernet frames out of `dev` in namespace `ns` (AF_PACKET).
+fn send_raw(ns: &str, dev: &'static str, frames: Vec<Vec<u8>>) {
+    in_netns(ns, move || {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: socket(2), checked, then owned.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                (libc::ETH_P_ALL as u16).to_be() as i32,
+            )
+        };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fresh fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain data.
+        let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        ll.sll_family = libc::AF_PACKET as u16;
+        ll.sll_ifindex = if_index(dev).unwrap() as i32;
+        ll.sll_halen = 6;
+        for f in frames {
+            ll.sll_addr[..6].copy_from_slice(&f[..6]);
+            // SAFETY: f and ll are valid for the call.
+            let rc = unsafe {
+                libc::sendto(
+                    fd.as_raw_fd(),
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&ll as *const libc::sockaddr_ll).cast(),
+                    size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(
+                rc,
+                f.len() as isize,
+                "send raw: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    })
+}
+
+/// An IPv4/UDP frame from the carrier to the SBC with valid checksums, optional VLAN tag and IP options.
+fn raw_v4(
+    src: MacAddr,
+    dst: MacAddr,
+    vlan: Option<u16>,
+    opts: &[u8],
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    use tollgate::fastpath::xdp::rewrite::{ipv4_header_checksum, udp_checksum};
+    let (s, d): (IpAddr, IpAddr) = (CARRIER.parse().unwrap(), SBC_C.parse().unwrap());
+    let (IpAddr::V4(s4), IpAddr::V4(d4)) = (s, d) else {
+        unreachable!()
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    if let Some(tci) = vlan {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let ihl = 20 + opts.len();
+    let udp_len = 8 + payload.len();
+    let mut ip = vec![0x40 | (ihl / 4) as u8, 0];
+    ip.extend_from_slice(&((ihl + udp_len) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&s4.octets());
+    ip.extend_from_slice(&d4.octets());
+    ip.extend_from_slice(opts);
+    let c = ipv4_header_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let mut u = Vec::new();
+    u.extend_from_slice(&4000u16.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let c = udp_checksum(s, d, &u);
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&u);
+    f
+}
+
+fn raw_v6(src: MacAddr, dst: MacAddr, next_header: u8) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 16, next_header, 64]);
+    f.extend_from_slice(&CARRIER6.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&SBC_C6.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    // An 8-byte extension header (next: UDP) then an 8-byte UDP header to the flow port.
+    f.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&[0x0f, 0xa0, 0x75, 0x30, 0, 8, 0, 0]);
+    f
+}
+
+#[test]
+fn parser_edge_cases_on_the_wire() {
+    use tollgate::fastpath::xdp::netlink::Netlink;
+    if skip_unless_root("parser_edge_cases_on_the_wire") {
+        return;
+    }
+    let t = Topo::new("edge");
+    let sbc = Sbc::start(&t, ModePolicy::Auto);
+    sbc.prog
+        .flows_clone()
+        .unwrap()
+        .insert_flow(sa(SBC_C, 30000), FlowValue::default())
+        .unwrap();
+    sbc.prog
+        .flows_clone()
+        .unwrap()
+        .insert_flow(sa(SBC_C6, 30000), FlowValue::default())
+        .unwrap();
+    let mac = |ns: &str, dev: &'static str| {
+        in_netns(ns, move || {
+            Netlink::open(0)
+                .unwrap()
+                .link_mac(if_index(dev).unwrap())
+                .unwrap()
+        })
+    };
+    let (vc0, vs0, vk0) = (mac(&t.c, "vc0"), mac(&t.s, "vs0"), mac(&t.k, "vk0"));
+    sh(&format!(
+        "ip -n {} neigh replace {CLOUD} lladdr {vk0} dev vs1 nud permanent",
+        t.s
+    ));
+    let cloud = udp_socket(&t.k, sa(CLOUD, 5004));
+    let before = sbc.counters();
+
+    let nops = [1u8, 1, 1, 1, 1, 1, 1, 0]; // NOP x7, EOL
+    let good_opts = raw_v4(vc0, vs0, None, &nops, 30000, b"with-options");
+    let vlan = raw_v4(vc0, vs0, Some(100), &[], 30000, b"vlan-tagged");
+    let mut ihl4 = raw_v4(vc0, vs0, None, &[], 30000, b"x");
+    ihl4[14] = 0x44;
+    let mut truncated = raw_v4(vc0, vs0, None, &[], 30000, &[0u8; 100]);
+    truncated.truncate(14 + 20 + 4);
+    let mut udp_len_lies = raw_v4(vc0, vs0, None, &[], 30000, &[0u8; 10]);
+    udp_len_lies[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&200u16.to_be_bytes());
+    let hop_by_hop = raw_v6(vc0, vs0, 0);
+    let fragment = raw_v6(vc0, vs0, 44);
+    send_raw(
+        &t.c,
+        "vc0",
+        vec![
+            good_opts,
+            vlan,
+            ihl4,
+            truncated,
+            udp_len_lies,
+            hop_by_hop,
+            fragment,
+        ],
+    );
+
+    let mut got: Vec<Vec<u8>> = recv_up_to(&cloud, 2, Duration::from_secs(5))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![b"vlan-tagged".to_vec(), b"with-options".to_vec()],
+        "options kept, VLAN tag removed"
+    );
+    assert!(wait_for(Duration::from_secs(2), || sbc
+        .counters()
+        .malformed
+        - before.malformed
+        == 3));
+    let c = sbc.counters();
+    assert_eq!(c.redirected - before.redirected, 2, "{c:?}");
+    assert_eq!(c.fragment - before.fragment, 1, "{c:?}");
+    assert!(c.not_udp > before.not_udp, "{c:?}");
+    assert_eq!(sbc.worker().rx, 2);
 }
