@@ -2,6 +2,7 @@
 //! next-hop MAC table, and the egress header rewrite.
 
 pub mod forwarder;
+pub mod fuzzing;
 pub mod handler;
 pub mod loader;
 pub mod neigh;
