@@ -424,16 +424,25 @@ fn detached_on_drop_and_stale_programs_are_swept() {
         t.s,
         obj.display()
     ));
+    sh(&format!(
+        "ip -n {} link set dev vs1 xdpdrv obj {} sec xdp",
+        t.s,
+        obj.display()
+    ));
     let _ = std::fs::remove_file(&obj);
     assert!(attached(), "stale program planted");
-    let out = sh_out(&format!("ip -n {} link show vs0", t.s));
-    assert!(out.contains("xdpgeneric"), "{out}");
+    let out = sh_out(&format!("ip -n {} link show", t.s));
+    assert!(
+        out.contains("xdpgeneric") && out.matches("prog/xdp").count() == 2,
+        "{out}"
+    );
     let sbc = Sbc::start(&t, ModePolicy::Auto);
-    let out = sh_out(&format!("ip -n {} link show vs0", t.s));
+    let out = sh_out(&format!("ip -n {} link show", t.s));
     assert!(
         !out.contains("xdpgeneric"),
         "stale generic program swept: {out}"
     );
+    // Driver mode on vs1 too: the stale native program there was swept as well.
     assert_eq!(sbc.mode, AttachMode::Driver);
     drop(sbc);
     assert!(!attached());
@@ -667,4 +676,90 @@ fn parser_edge_cases_on_the_wire() {
     assert_eq!(c.fragment - before.fragment, 1, "{c:?}");
     assert!(c.not_udp > before.not_udp, "{c:?}");
     assert_eq!(sbc.worker().rx, 2);
+}
+
+#[test]
+fn one_worker_per_queue_shares_the_load() {
+    if skip_unless_root("one_worker_per_queue_shares_the_load") {
+        return;
+    }
+    const QUEUES: u32 = 2;
+    let t = Topo::with_queues("mq", QUEUES);
+    let vk0 = in_netns(&t.k, || {
+        tollgate::fastpath::xdp::netlink::Netlink::open(0)
+            .unwrap()
+            .link_mac(if_index("vk0").unwrap())
+            .unwrap()
+    });
+    sh(&format!(
+        "ip -n {} neigh replace {CLOUD} lladdr {vk0} dev vs1 nud permanent",
+        t.s
+    ));
+    let (mut prog, workers, _neigh) = in_netns(&t.s, || {
+        let mut prog = XdpProgram::load().expect("load");
+        prog.attach("vs0", ModePolicy::Auto).expect("attach");
+        prog.attach("vs1", ModePolicy::Auto).expect("attach");
+        let neigh = NeighThread::start().expect("neigh");
+        neigh.table().watch(CLOUD.parse().unwrap());
+        assert!(
+            neigh
+                .table()
+                .wait_resolved(CLOUD.parse().unwrap(), Duration::from_secs(3))
+                .is_some()
+        );
+        let workers: Vec<_> = (0..QUEUES)
+            .map(|q| {
+                let cfg = WorkerConfig {
+                    ports: vec![
+                        PortSpec {
+                            iface: "vs0".into(),
+                            queue: q,
+                        },
+                        PortSpec {
+                            iface: "vs1".into(),
+                            queue: q,
+                        },
+                    ],
+                    frames: 4096,
+                    ring_size: 1024,
+                    ..WorkerConfig::default()
+                };
+                spawn_worker(cfg, StaticForwarder::new(rules()), &mut prog, neigh.table())
+                    .expect("worker")
+            })
+            .collect();
+        (prog, workers, neigh)
+    });
+    prog.insert_flow(sa(SBC_C, 30000), FlowValue::default())
+        .expect("insert");
+    let cloud = udp_socket(&t.k, sa(CLOUD, 5004));
+    const SOCKS: u16 = 16;
+    const PER: u32 = 50;
+    let senders: Vec<_> = (0..SOCKS)
+        .map(|i| udp_socket(&t.c, sa(CARRIER, 4100 + i)))
+        .collect();
+    for s in &senders {
+        send_n(s, sa(SBC_C, 30000), PER, b"mq");
+    }
+    let got = recv_up_to(
+        &cloud,
+        usize::from(SOCKS) * PER as usize,
+        Duration::from_secs(5),
+    )
+    .len();
+    assert_eq!(got, usize::from(SOCKS) * PER as usize);
+    let per_worker: Vec<u64> = workers.iter().map(|w| w.stats().read().rx).collect();
+    assert_eq!(
+        per_worker.iter().sum::<u64>(),
+        u64::from(SOCKS) * u64::from(PER)
+    );
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "every queue's worker got traffic: {per_worker:?}"
+    );
+    assert_eq!(prog.read_counters().unwrap().no_xsk, 0);
+    for w in workers {
+        assert!(w.stats().read().ledger_balanced());
+        w.stop();
+    }
 }

@@ -112,6 +112,11 @@ pub const CLOUD6: &str = "fd00:201:2::2";
 impl Topo {
     /// `tag` makes the namespace names unique per test (tests of one binary run in parallel).
     pub fn new(tag: &str) -> Self {
+        Self::with_queues(tag, 1)
+    }
+
+    /// Same, with `queues` RX/TX queues on every veth (for one worker per queue).
+    pub fn with_queues(tag: &str, queues: u32) -> Self {
         let t = Topo {
             c: format!("tgx-{tag}-c"),
             s: format!("tgx-{tag}-s"),
@@ -122,11 +127,12 @@ impl Topo {
         for ns in [c, s, k] {
             sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
         }
+        let q = format!("numtxqueues {queues} numrxqueues {queues}");
         sh(&format!(
-            "ip link add vc0 netns {c} type veth peer name vs0 netns {s}"
+            "ip link add vc0 netns {c} {q} type veth peer name vs0 netns {s} {q}"
         ));
         sh(&format!(
-            "ip link add vk0 netns {k} type veth peer name vs1 netns {s}"
+            "ip link add vk0 netns {k} {q} type veth peer name vs1 netns {s} {q}"
         ));
         for (ns, dev, a4, a6) in [
             (c, "vc0", CARRIER, CARRIER6),

@@ -858,7 +858,12 @@ impl<H: FrameHandler> Worker<H> {
                 }
             }
             r.release();
+            drop(r);
             p.kernel_rx -= n as u64;
+            // Zero-copy drivers with need_wakeup stop filling the RX ring until user space kicks them.
+            if n == 0 && p.dev.needs_wakeup() {
+                p.dev.wake();
+            }
             n
         };
         if n == 0 {
