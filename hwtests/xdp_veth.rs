@@ -763,3 +763,59 @@ fn one_worker_per_queue_shares_the_load() {
         w.stop();
     }
 }
+
+#[test]
+fn next_hops_follow_the_neighbour_table_and_routes() {
+    if skip_unless_root("next_hops_follow_the_neighbour_table_and_routes") {
+        return;
+    }
+    let t = Topo::new("nh");
+    let s = t.s.clone();
+    let (neigh, vs1) = in_netns(&t.s, || {
+        (
+            NeighThread::start().expect("neigh"),
+            if_index("vs1").unwrap(),
+        )
+    });
+    let table = neigh.table();
+    let cloud: IpAddr = CLOUD.parse().unwrap();
+    let far: IpAddr = "10.99.1.1".parse().unwrap();
+    let m1 = MacAddr([2, 0, 0, 0, 0x11, 0x11]);
+    let m2 = MacAddr([2, 0, 0, 0, 0x22, 0x22]);
+    sh(&format!(
+        "ip -n {s} neigh replace {CLOUD} lladdr {m1} dev vs1 nud permanent"
+    ));
+    table.watch(cloud);
+    let hop = table
+        .wait_resolved(cloud, Duration::from_secs(3))
+        .expect("resolved from the table");
+    assert_eq!((hop.ifindex, hop.mac), (vs1, m1));
+
+    // A changed MAC is picked up from the RTM_NEWNEIGH notification.
+    sh(&format!(
+        "ip -n {s} neigh replace {CLOUD} lladdr {m2} dev vs1 nud permanent"
+    ));
+    assert!(wait_for(Duration::from_secs(3), || table
+        .snapshot()
+        .lookup(cloud)
+        .map(|h| h.mac)
+        == Some(m2)));
+
+    // An off-link remote resolves to its gateway's MAC; a new route is picked up by the periodic re-route.
+    table.watch(far);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(table.snapshot().lookup(far), None, "no route yet");
+    sh(&format!("ip -n {s} route add 10.99.0.0/16 via {CLOUD}"));
+    let hop = table
+        .wait_resolved(far, Duration::from_secs(3))
+        .expect("routed via the cloud host");
+    assert_eq!((hop.ifindex, hop.mac), (vs1, m2));
+
+    // Deleting the neighbour entry removes both next hops.
+    sh(&format!("ip -n {s} neigh del {CLOUD} dev vs1"));
+    assert!(
+        wait_for(Duration::from_secs(3), || table.snapshot().is_empty()),
+        "{:?}",
+        table.snapshot()
+    );
+}
