@@ -88,6 +88,8 @@ pub struct WorkerStats {
     pub tx_kicks: AtomicU64,
     pub tx_kick_eagain: AtomicU64,
     pub batches: AtomicU64,
+    /// RX descriptors outside the UMEM (never seen; a kernel bug would show here).
+    pub bad_descs: AtomicU64,
     /// Frame ledger (see module docs).
     pub frames_total: AtomicU64,
     pub frames_free: AtomicU64,
@@ -117,6 +119,7 @@ pub struct WorkerCounters {
     pub tx_kicks: u64,
     pub tx_kick_eagain: u64,
     pub batches: u64,
+    pub bad_descs: u64,
     pub frames_total: u64,
     pub frames_free: u64,
     pub frames_kernel_rx: u64,
@@ -161,6 +164,7 @@ impl WorkerStats {
             tx_kicks: g(&self.tx_kicks),
             tx_kick_eagain: g(&self.tx_kick_eagain),
             batches: g(&self.batches),
+            bad_descs: g(&self.bad_descs),
             frames_total: g(&self.frames_total),
             frames_free: g(&self.frames_free),
             frames_kernel_rx: g(&self.frames_kernel_rx),
@@ -697,6 +701,7 @@ struct Local {
     tx_kicks: u64,
     tx_kick_eagain: u64,
     batches: u64,
+    bad_descs: u64,
 }
 
 struct Worker<H: FrameHandler> {
@@ -871,22 +876,18 @@ impl<H: FrameHandler> Worker<H> {
         }
         self.local.rx += n as u64;
         self.local.batches += 1;
+        let n = self.validate(&mut descs, n);
 
         let fs = self.x.frame_size;
         let base = self.x.area.ptr.as_ptr();
-        let area_len = self.x.area.len as u64;
         let mut verdicts = [Verdict::Drop; BATCH];
         {
             let mut frames: [FrameRef<'_>; BATCH] =
                 std::array::from_fn(|_| FrameRef::new(i, &mut [], 0));
-            let mut m = 0;
-            for d in &descs[..n] {
+            for (k, d) in descs[..n].iter().enumerate() {
                 let chunk_end = (d.addr & !(fs - 1)) + fs;
-                if chunk_end > area_len || d.addr >= chunk_end {
-                    continue; // impossible from a sane kernel; the frame is recycled below
-                }
-                // SAFETY: [addr, chunk_end) lies inside the UMEM mapping (checked above). The frame was just
-                // consumed from the RX ring, so neither the kernel nor any other FrameRef of this batch
+                // SAFETY: [addr, chunk_end) lies inside the UMEM mapping (checked by `validate`). The frame was
+                // just consumed from the RX ring, so neither the kernel nor any other FrameRef of this batch
                 // (distinct descriptors are distinct chunks) accesses it while the slice lives.
                 let buf = unsafe {
                     std::slice::from_raw_parts_mut(
@@ -894,8 +895,7 @@ impl<H: FrameHandler> Worker<H> {
                         (chunk_end - d.addr) as usize,
                     )
                 };
-                frames[m] = FrameRef::new(i, buf, d.len as usize);
-                m += 1;
+                frames[k] = FrameRef::new(i, buf, d.len as usize);
             }
             let snap = self.neigh.snapshot();
             let ctx = BatchCtx {
@@ -904,9 +904,8 @@ impl<H: FrameHandler> Worker<H> {
                 neigh_table: &self.neigh,
             };
             self.handler
-                .handle_batch(&ctx, &mut frames[..m], &mut verdicts[..m]);
-            // Frames rejected by the bounds check above keep Verdict::Drop at the tail.
-            for (k, v) in verdicts[..m].iter().enumerate() {
+                .handle_batch(&ctx, &mut frames[..n], &mut verdicts[..n]);
+            for (k, v) in verdicts[..n].iter().enumerate() {
                 if let Verdict::Kernel { len } = *v {
                     let pkt = frames[k].buffer_mut();
                     if self.raw.send(pkt.get(..len).unwrap_or(&[])) {
@@ -943,6 +942,26 @@ impl<H: FrameHandler> Worker<H> {
             }
         }
         n as u32
+    }
+
+    /// Keeps the descriptors that address one chunk of our UMEM (all of them, from a sane kernel); returns
+    /// how many, compacted to the front. A bad one is counted and never touched.
+    fn validate(&mut self, descs: &mut [XdpDesc; BATCH], n: usize) -> usize {
+        let fs = self.x.frame_size;
+        let area_len = self.x.area.len as u64;
+        let mut m = 0;
+        for k in 0..n.min(BATCH) {
+            let d = descs[k];
+            let chunk_end = (d.addr & !(fs - 1)) + fs;
+            if chunk_end > area_len || d.addr >= chunk_end || u64::from(d.len) > chunk_end - d.addr
+            {
+                self.local.bad_descs += 1;
+                continue;
+            }
+            descs[m] = d;
+            m += 1;
+        }
+        m
     }
 
     /// Moves backlog into the TX ring and kicks the kernel. Returns descriptors submitted.
@@ -1009,6 +1028,7 @@ impl<H: FrameHandler> Worker<H> {
         s.tx_kicks.store(l.tx_kicks, r);
         s.tx_kick_eagain.store(l.tx_kick_eagain, r);
         s.batches.store(l.batches, r);
+        s.bad_descs.store(l.bad_descs, r);
         let (mut krx, mut ktx, mut back, mut fill, mut rx, mut tx, mut comp) =
             (0, 0, 0, 0, 0, 0, 0);
         for p in &self.x.ports {
