@@ -643,6 +643,8 @@ fn parser_edge_cases_on_the_wire() {
     truncated.truncate(14 + 20 + 4);
     let mut udp_len_lies = raw_v4(vc0, vs0, None, &[], 30000, &[0u8; 10]);
     udp_len_lies[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&200u16.to_be_bytes());
+    let mut short_payload = raw_v4(vc0, vs0, None, &[], 30000, &[0u8; 100]);
+    short_payload.truncate(short_payload.len() - 10);
     let hop_by_hop = raw_v6(vc0, vs0, 0);
     let fragment = raw_v6(vc0, vs0, 44);
     send_raw(
@@ -654,6 +656,7 @@ fn parser_edge_cases_on_the_wire() {
             ihl4,
             truncated,
             udp_len_lies,
+            short_payload,
             hop_by_hop,
             fragment,
         ],
@@ -669,11 +672,12 @@ fn parser_edge_cases_on_the_wire() {
         vec![b"vlan-tagged".to_vec(), b"with-options".to_vec()],
         "options kept, VLAN tag removed"
     );
-    assert!(wait_for(Duration::from_secs(2), || sbc
-        .counters()
-        .malformed
-        - before.malformed
-        == 3));
+    let malformed = || sbc.counters().malformed - before.malformed;
+    assert!(
+        wait_for(Duration::from_secs(2), || malformed() == 4),
+        "ihl 4, cut UDP header, UDP length lies, cut payload: {}",
+        malformed()
+    );
     let c = sbc.counters();
     assert_eq!(c.redirected - before.redirected, 2, "{c:?}");
     assert_eq!(c.fragment - before.fragment, 1, "{c:?}");

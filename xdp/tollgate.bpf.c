@@ -143,7 +143,7 @@ int xdp_tollgate(struct xdp_md *ctx)
 		udp = l3 + (hlen & 0x3c);
 		if ((void *)(udp + 1) > data_end)
 			return pass(TG_C_MALFORMED);
-		if (bpf_ntohs(ip->tot_len) < hlen + bpf_ntohs(udp->len))
+		if (bpf_ntohs(ip->tot_len) != hlen + bpf_ntohs(udp->len))
 			return pass(TG_C_MALFORMED);
 		key.family = 4;
 		__builtin_memcpy(key.addr, &ip->daddr, 4);
@@ -160,7 +160,7 @@ int xdp_tollgate(struct xdp_md *ctx)
 		udp = (void *)(ip6 + 1);
 		if ((void *)(udp + 1) > data_end)
 			return pass(TG_C_MALFORMED);
-		if (bpf_ntohs(ip6->payload_len) < bpf_ntohs(udp->len))
+		if (bpf_ntohs(ip6->payload_len) != bpf_ntohs(udp->len))
 			return pass(TG_C_MALFORMED);
 		key.family = 6;
 		__builtin_memcpy(key.addr, &ip6->daddr, 16);
@@ -168,7 +168,9 @@ int xdp_tollgate(struct xdp_md *ctx)
 		return pass(TG_C_NOT_IP);
 	}
 
-	if (bpf_ntohs(udp->len) < sizeof(*udp))
+	/* The worker gets whole datagrams only: UDP length sane and every byte of it in the frame. */
+	__u32 ulen = bpf_ntohs(udp->len);
+	if (ulen < sizeof(*udp) || (void *)udp + ulen > data_end)
 		return pass(TG_C_MALFORMED);
 	key.port = udp->dest;
 
