@@ -818,6 +818,15 @@ fn next_hops_follow_the_neighbour_table_and_routes() {
         .expect("routed via the cloud host");
     assert_eq!((hop.ifindex, hop.mac), (vs1, m2));
 
+    // Unwatched remotes leave the snapshot.
+    table.unwatch(far);
+    assert!(wait_for(Duration::from_secs(3), || table
+        .snapshot()
+        .lookup(far)
+        .is_none()));
+    table.watch(far);
+    assert!(table.wait_resolved(far, Duration::from_secs(3)).is_some());
+
     // Deleting the neighbour entry removes both next hops.
     sh(&format!("ip -n {s} neigh del {CLOUD} dev vs1"));
     assert!(

@@ -48,8 +48,9 @@ impl NeighSnapshot {
 
 struct Shared {
     snapshot: ArcSwap<NeighSnapshot>,
-    /// Remote addresses to resolve, pushed from cold paths (flow setup, a worker's first unresolved packet).
-    requests: Mutex<Vec<IpAddr>>,
+    /// Remote addresses to resolve (true) or forget (false), pushed from cold paths: flow setup and
+    /// teardown, a worker's unresolved packet.
+    requests: Mutex<Vec<(IpAddr, bool)>>,
     stop: AtomicBool,
 }
 
@@ -67,11 +68,21 @@ impl NeighTable {
 
     /// Asks for `remote` to be resolved and kept up to date. Cold path: takes a mutex.
     pub fn watch(&self, remote: IpAddr) {
-        self.shared
+        self.request(remote, true);
+    }
+
+    /// Stops keeping `remote` resolved (its last flow is gone). Cold path: takes a mutex.
+    pub fn unwatch(&self, remote: IpAddr) {
+        self.request(remote, false);
+    }
+
+    fn request(&self, remote: IpAddr, watch: bool) {
+        let mut q = self
+            .shared
             .requests
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(remote);
+            .unwrap_or_else(PoisonError::into_inner);
+        q.push((remote, watch));
     }
 
     /// Waits until `remote` resolves or `timeout` passes (control path and tests).
@@ -209,14 +220,16 @@ fn run(shared: Arc<Shared>, mut monitor: Netlink, mut query: Netlink, mut state:
     let mut last_reroute = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         let mut changed = false;
-        let new: Vec<IpAddr> = std::mem::take(
+        let new = std::mem::take(
             &mut *shared
                 .requests
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        for ip in new {
-            if let std::collections::hash_map::Entry::Vacant(v) = state.watched.entry(ip) {
+        for (ip, watch) in new {
+            if !watch {
+                changed |= state.watched.remove(&ip).is_some();
+            } else if let std::collections::hash_map::Entry::Vacant(v) = state.watched.entry(ip) {
                 v.insert(query.route_get(ip).ok().flatten());
                 changed = true;
             }
