@@ -291,6 +291,8 @@ fn kernel_relay(
 
 struct Point {
     relay: &'static str,
+    /// Generator target in packets/s; 0 = as fast as it can.
+    target: u64,
     offered: f64,
     forwarded: f64,
 }
@@ -352,6 +354,7 @@ fn main() {
         h.join().unwrap();
         points.push(Point {
             relay: "kernel recvmmsg/sendmmsg",
+            target: pps,
             offered: sent as f64 / secs,
             forwarded: got as f64 / secs,
         });
@@ -405,6 +408,7 @@ fn main() {
         let got = sunk(&sink) - before;
         points.push(Point {
             relay: "AF_XDP worker (native XDP, copy mode)",
+            target: pps,
             offered: sent as f64 / secs,
             forwarded: got as f64 / secs,
         });
@@ -417,7 +421,7 @@ fn main() {
     report.push_str(&format!(
         "# xdp_forward: UDP relay on one pinned core (CPU {RELAY_CORE}), generator on CPU {GEN_CORE}\n\n\
          200-byte IPv4 packets over veth in namespaces; {secs} s per point; sink = native XDP drop on the far veth.\n\n\
-         | relay | offered pps | forwarded pps | loss |\n|---|---|---|---|\n"
+         | relay | generator target | offered pps | forwarded pps | loss |\n|---|---|---|---|---|\n"
     ));
     for p in &points {
         let loss = if p.offered > 0.0 {
@@ -426,8 +430,13 @@ fn main() {
             0.0
         };
         report.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.2} % |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.2} % |\n",
             p.relay,
+            if p.target == 0 {
+                "max".to_owned()
+            } else {
+                p.target.to_string()
+            },
             p.offered,
             p.forwarded,
             loss.max(0.0)
