@@ -338,10 +338,18 @@ fn main() {
     let sunk = |p: &XdpProgram| p.read_counters().unwrap().flow_drop;
     let pkt = frame(vc0, vs0);
     let mut points = Vec::new();
-    let rates: [u64; 3] = [200_000, 400_000, 0];
+    // TOLLGATE_BENCH_CALLGRIND=1: only the AF_XDP worker at a low fixed rate, for
+    //   valgrind --tool=callgrind --toggle-collect='*Worker*' target/release/deps/xdp_forward-*
+    // (instructions per packet of the worker loop = collected Ir / worker rx).
+    let callgrind = std::env::var("TOLLGATE_BENCH_CALLGRIND").as_deref() == Ok("1");
+    let rates: Vec<u64> = if callgrind {
+        vec![5_000]
+    } else {
+        vec![200_000, 400_000, 0]
+    };
 
     // Baseline: kernel sockets.
-    for &pps in &rates {
+    for &pps in rates.iter().filter(|_| !callgrind) {
         let stop = Arc::new(AtomicBool::new(false));
         let relayed = Arc::new(AtomicU64::new(0));
         let h = kernel_relay(&t.s, stop.clone(), relayed.clone());
@@ -361,7 +369,7 @@ fn main() {
     }
 
     // AF_XDP worker.
-    let (mut prog, worker, _neigh) = in_netns(&t.s, || {
+    let (mut prog, worker, _neigh) = in_netns(&t.s, move || {
         let mut prog = XdpProgram::load().unwrap();
         prog.attach("vs0", ModePolicy::Auto).unwrap();
         prog.attach("vs1", ModePolicy::Auto).unwrap();
@@ -387,7 +395,7 @@ fn main() {
                 },
             ],
             core: Some(RELAY_CORE),
-            busy_poll: true,
+            busy_poll: !callgrind,
             ..WorkerConfig::default()
         };
         let w = spawn_worker(cfg, StaticForwarder::new(rules), &mut prog, neigh.table()).unwrap();
