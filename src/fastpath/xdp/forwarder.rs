@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::fxhash::FxBuildHasher;
 use super::handler::{BatchCtx, FrameHandler, FrameRef, Verdict};
 use super::rewrite::{L2Header, MacAddr, Payload, Rewrite, parse_udp, rewrite_udp};
 
@@ -28,7 +29,7 @@ pub struct ForwarderCounters {
 }
 
 pub struct StaticForwarder {
-    rules: HashMap<SocketAddr, ForwardRule>,
+    rules: HashMap<SocketAddr, ForwardRule, FxBuildHasher>,
     pub counters: ForwarderCounters,
 }
 

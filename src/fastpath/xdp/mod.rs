@@ -14,6 +14,7 @@
 
 pub mod forwarder;
 pub mod fuzzing;
+pub mod fxhash;
 pub mod handler;
 pub mod loader;
 pub mod neigh;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tracing::{debug, warn};
 
+use super::fxhash::FxBuildHasher;
 use super::netlink::{Neigh, NeighEvent, Netlink, RTMGRP_NEIGH, Route};
 use super::rewrite::MacAddr;
 
@@ -31,7 +32,7 @@ pub struct NextHop {
 /// An immutable view of the resolved next hops.
 #[derive(Debug, Default)]
 pub struct NeighSnapshot {
-    hops: HashMap<IpAddr, NextHop>,
+    hops: HashMap<IpAddr, NextHop, FxBuildHasher>,
 }
 
 impl NeighSnapshot {

@@ -362,109 +362,95 @@ fn rewrite_in_place(
     write_l2(buf, &rw.l2, ethertype);
 
     let udp_len = u16::try_from(UDP_HDR_LEN + payload_len).map_err(|_| RewriteError::BadLength)?;
-    let old_udp_len = be16(buf, l4 + 4)?;
-    let old_sport = be16(buf, l4)?;
-    let old_dport = be16(buf, l4 + 2)?;
-    let old_udp_csum = be16(buf, l4 + 6)?;
-
-    // Old and new words for the UDP checksum: addresses, ports, and the length (in pseudo header and header).
-    let mut old_w = [0u16; 36];
-    let mut new_w = [0u16; 36];
-    let mut n = 0usize;
-    let addr_len = if layout.v6 { 16 } else { 4 };
-    let (src_off, dst_off) = if layout.v6 {
-        (l3 + 8, l3 + 24)
+    let udp_end = l4 + usize::from(udp_len);
+    let (src_off, dst_off, addr_len) = if layout.v6 {
+        (l3 + 8, l3 + 24, 16)
     } else {
-        (l3 + 12, l3 + 16)
+        (l3 + 12, l3 + 16, 4)
     };
-    let mut tmp = [0u16; 8];
-    for (off, ip) in [(src_off, rw.src.ip()), (dst_off, rw.dst.ip())] {
-        let k = addr_words(ip, &mut tmp);
-        for (i, &word) in tmp[..k].iter().enumerate() {
-            old_w[n] = be16(buf, off + 2 * i)?;
-            new_w[n] = word;
-            n += 1;
-        }
-        debug_assert_eq!(k * 2, addr_len);
-    }
-    old_w[n] = old_sport;
-    new_w[n] = rw.src.port();
-    old_w[n + 1] = old_dport;
-    new_w[n + 1] = rw.dst.port();
-    old_w[n + 2] = old_udp_len;
-    new_w[n + 2] = udp_len;
-    old_w[n + 3] = old_udp_len;
-    new_w[n + 3] = udp_len;
-    let n_udp = n + 4;
+    let (new_src, _) = ip_octets(rw.src.ip());
+    let (new_dst, _) = ip_octets(rw.dst.ip());
+    let udp_hdr: [u8; 8] = buf
+        .get(l4..l4 + UDP_HDR_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(RewriteError::Truncated)?;
+    let old_udp_len = u16::from_be_bytes([udp_hdr[4], udp_hdr[5]]);
+    let old_udp_csum = u16::from_be_bytes([udp_hdr[6], udp_hdr[7]]);
 
+    // Ones' complement sums of the changed words, old and new. The addresses are in the IPv4 header
+    // checksum and in the UDP pseudo header; ports and the UDP length (twice: pseudo header and header) in
+    // the UDP checksum only.
+    let ip = buf.get_mut(l3..l4).ok_or(RewriteError::Truncated)?;
+    let (s_rel, d_rel) = (src_off - l3, dst_off - l3);
+    let addr_old = csum_accumulate(
+        csum_accumulate(0, &ip[s_rel..s_rel + addr_len]),
+        &ip[d_rel..d_rel + addr_len],
+    );
+    let addr_new = csum_accumulate(
+        csum_accumulate(0, &new_src[..addr_len]),
+        &new_dst[..addr_len],
+    );
+    ip[s_rel..s_rel + addr_len].copy_from_slice(&new_src[..addr_len]);
+    ip[d_rel..d_rel + addr_len].copy_from_slice(&new_dst[..addr_len]);
     if layout.v6 {
-        let o = buf
-            .get_mut(l3..l3 + IPV6_HDR_LEN)
-            .ok_or(RewriteError::Truncated)?;
-        o[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        o[7] -= 1;
-        for (i, &w) in new_w[..8].iter().enumerate() {
-            o[8 + 2 * i..10 + 2 * i].copy_from_slice(&w.to_be_bytes());
-        }
-        for (i, &w) in new_w[8..16].iter().enumerate() {
-            o[24 + 2 * i..26 + 2 * i].copy_from_slice(&w.to_be_bytes());
-        }
+        ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        ip[7] -= 1;
     } else {
-        let ihl = l4 - l3;
-        let tot = u16::try_from(ihl + usize::from(udp_len)).map_err(|_| RewriteError::BadLength)?;
-        let o = buf.get_mut(l3..l4).ok_or(RewriteError::Truncated)?;
-        let old_tot = u16::from_be_bytes([o[2], o[3]]);
-        let old_ttl_proto = u16::from_be_bytes([o[8], o[9]]);
-        let new_ttl_proto = old_ttl_proto - 0x0100;
-        let old_csum = u16::from_be_bytes([o[10], o[11]]);
-        let csum = csum_update(
-            old_csum,
-            &[
-                old_tot,
-                old_ttl_proto,
-                old_w[0],
-                old_w[1],
-                old_w[2],
-                old_w[3],
-            ],
-            &[tot, new_ttl_proto, new_w[0], new_w[1], new_w[2], new_w[3]],
-        );
-        o[2..4].copy_from_slice(&tot.to_be_bytes());
-        o[8] -= 1;
-        o[10..12].copy_from_slice(&csum.to_be_bytes());
-        o[12..16].copy_from_slice(&[
-            (new_w[0] >> 8) as u8,
-            new_w[0] as u8,
-            (new_w[1] >> 8) as u8,
-            new_w[1] as u8,
-        ]);
-        o[16..20].copy_from_slice(&[
-            (new_w[2] >> 8) as u8,
-            new_w[2] as u8,
-            (new_w[3] >> 8) as u8,
-            new_w[3] as u8,
-        ]);
+        let tot =
+            u16::try_from(ip.len() + usize::from(udp_len)).map_err(|_| RewriteError::BadLength)?;
+        let old_tot = u16::from_be_bytes([ip[2], ip[3]]);
+        let old_ttl_proto = u16::from_be_bytes([ip[8], ip[9]]);
+        let old = ones_add(addr_old, u32::from(old_tot) + u32::from(old_ttl_proto));
+        let new = ones_add(addr_new, u32::from(tot) + u32::from(old_ttl_proto - 0x0100));
+        let csum = csum_replace(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+        ip[2..4].copy_from_slice(&tot.to_be_bytes());
+        ip[8] -= 1;
+        ip[10..12].copy_from_slice(&csum.to_be_bytes());
     }
 
-    put16(buf, l4, rw.src.port());
-    put16(buf, l4 + 2, rw.dst.port());
-    put16(buf, l4 + 4, udp_len);
+    let udp_old = csum_accumulate(addr_old, &udp_hdr[..4]);
+    let udp_old = ones_add(udp_old, 2 * u32::from(old_udp_len));
+    let mut ports = [0u8; 4];
+    ports[..2].copy_from_slice(&rw.src.port().to_be_bytes());
+    ports[2..].copy_from_slice(&rw.dst.port().to_be_bytes());
+    let udp_new = ones_add(csum_accumulate(addr_new, &ports), 2 * u32::from(udp_len));
+    let u = buf
+        .get_mut(l4..l4 + UDP_HDR_LEN)
+        .ok_or(RewriteError::Truncated)?;
+    u[..4].copy_from_slice(&ports);
+    u[4..6].copy_from_slice(&udp_len.to_be_bytes());
     let csum = match payload {
         // IPv4 UDP without checksum stays without one.
         Payload::Unchanged if !layout.v6 && old_udp_csum == 0 => 0,
-        Payload::Unchanged => match csum_update(old_udp_csum, &old_w[..n_udp], &new_w[..n_udp]) {
+        Payload::Unchanged => match csum_replace(old_udp_csum, udp_old, udp_new) {
             0 => 0xffff,
             c => c,
         },
         Payload::Replaced { .. } => {
-            let udp = buf
-                .get(l4..l4 + usize::from(udp_len))
-                .ok_or(RewriteError::Truncated)?;
+            let udp = buf.get(l4..udp_end).ok_or(RewriteError::Truncated)?;
             udp_checksum(rw.src.ip(), rw.dst.ip(), udp)
         }
     };
     put16(buf, l4 + 6, csum);
-    Ok(l4 + usize::from(udp_len))
+    Ok(udp_end)
+}
+
+/// Address bytes (IPv4 in the first 4) and their length.
+fn ip_octets(ip: IpAddr) -> ([u8; 16], usize) {
+    let mut b = [0u8; 16];
+    match ip {
+        IpAddr::V4(a) => {
+            b[..4].copy_from_slice(&a.octets());
+            (b, 4)
+        }
+        IpAddr::V6(a) => (a.octets(), 16),
+    }
+}
+
+/// RFC 1624 eqn. 3 with the changed words already summed: HC' = ~(~HC + ~sum(m) + sum(m')).
+fn csum_replace(stored: u16, old_sum: u32, new_sum: u32) -> u16 {
+    let acc = ones_add(u32::from(!stored), u32::from(!csum_fold(old_sum)));
+    !csum_fold(ones_add(acc, u32::from(csum_fold(new_sum))))
 }
 
 /// Header sizes differ: move the payload, then write every header fresh.
