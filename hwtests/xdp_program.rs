@@ -64,7 +64,7 @@ fn run(p: &XdpProgram, frame: &[u8]) -> bool {
 }
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/xdp_rewrite");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/xdp_rewrite");
     let mut v: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .expect("corpus")
         .map(|e| std::fs::read(e.unwrap().path()).unwrap()[1..].to_vec())

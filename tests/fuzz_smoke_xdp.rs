@@ -84,7 +84,7 @@ fn seeds_and_mutations() {
         x
     };
     // The checked-in corpus (first byte = rewrite selector, rest = frame).
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/xdp_rewrite");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/xdp_rewrite");
     for e in std::fs::read_dir(&dir).expect("corpus dir") {
         let data = std::fs::read(e.expect("entry").path()).expect("read seed");
         check_rewrite(&data);
