@@ -2,3 +2,4 @@
 //!
 //! The crate follows the module map in DESIGN.md: sans-IO protocol and media code (`sip`, `sdp`, `routing`,
 //! `srtp`, `media`) underneath thin I/O drivers (`signaling`, `fastpath`).
+pub mod sip;
