@@ -378,7 +378,11 @@ impl<B: AsRef<[u8]>> Message<B> {
             match k {
                 HeaderName::Via => {
                     for via in header::via_list(v) {
-                        via.map_err(|_| bad)?;
+                        let via = via.map_err(|_| bad)?;
+                        // RFC 3261 20.42: received is an address (RFC 5118 4.5: bracketed or not).
+                        if via.params.get(b"received").is_some() && via.received().is_none() {
+                            return Err(bad);
+                        }
                     }
                 }
                 HeaderName::From | HeaderName::To => {

@@ -66,14 +66,19 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
                 return Err(UriError);
             }
             if s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
-                // All-numeric names are not valid domain labels; an address that does not parse is kept as a
-                // name so the port check or the caller decides.
-                if let Some(a) = core::str::from_utf8(s)
+                return core::str::from_utf8(s)
                     .ok()
                     .and_then(|t| t.parse::<Ipv4Addr>().ok())
-                {
-                    return Ok(Host::V4(a));
-                }
+                    .map(Host::V4)
+                    .ok_or(UriError);
+            }
+            // RFC 3261 25.1: the top label of a hostname starts with a letter (a trailing dot is allowed).
+            let name = s.strip_suffix(b".").unwrap_or(s);
+            let top = name.rsplit(|&b| b == b'.').next().unwrap_or_default();
+            if !top.first().is_some_and(u8::is_ascii_alphabetic)
+                || name.split(|&b| b == b'.').any(<[u8]>::is_empty)
+            {
+                return Err(UriError);
             }
             Ok(Host::Domain(s))
         }
@@ -194,8 +199,15 @@ impl<'a> Params<'a> {
     }
 }
 
+/// Bytes a parameter name or unquoted value may hold: the union of URI `paramchar` and header `gen-value`
+/// characters (escaped UTF-8 included), none of the delimiters.
 fn is_param_char(b: u8) -> bool {
-    b > b' ' && b != 0x7f && !matches!(b, b';' | b',' | b'"' | b'<' | b'>' | b'=' | b'?')
+    b > b' '
+        && b != 0x7f
+        && !matches!(
+            b,
+            b';' | b',' | b'"' | b'<' | b'>' | b'=' | b'?' | b'@' | b'\\'
+        )
 }
 
 /// Splits at the next `;` outside a quoted string.
