@@ -109,15 +109,15 @@ Content-Length: {}\r\n\
 /// tollgate: parse, then read the headers a transaction/dialog needs.
 fn tollgate_parse(data: &[u8]) -> usize {
     let m = tollgate::sip::Message::parse(data).expect("valid");
-    let v = m.top_via().and_then(|v| v.branch()).map_or(0, <[u8]>::len);
-    let f = m.from().and_then(|f| f.tag()).map_or(0, <[u8]>::len);
-    let t = m.to().and_then(|t| t.tag()).map_or(0, <[u8]>::len);
+    let v = m.branch().map_or(0, <[u8]>::len);
+    let f = m.from_tag().map_or(0, <[u8]>::len);
+    let t = m.to_tag().map_or(0, <[u8]>::len);
     v + f + t + m.call_id().len() + m.cseq().seq as usize
 }
 
 fn tollgate_roundtrip(data: &[u8], out: &mut Vec<u8>) -> usize {
     let m = tollgate::sip::Message::parse(data).expect("valid");
-    let n = m.top_via().and_then(|v| v.branch()).map_or(0, <[u8]>::len) + m.call_id().len();
+    let n = m.branch().map_or(0, <[u8]>::len) + m.call_id().len();
     out.clear();
     m.write_to(out);
     n + out.len()

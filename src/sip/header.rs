@@ -239,12 +239,7 @@ impl<'a> Via<'a> {
 
     /// The `received` address; RFC 5118 4.5: accepted with or without brackets around IPv6.
     pub fn received(&self) -> Option<IpAddr> {
-        let v = self.params.get(b"received").flatten()?;
-        let v = match v {
-            [b'[', inner @ .., b']'] => inner,
-            _ => v,
-        };
-        core::str::from_utf8(v).ok()?.parse().ok()
+        parse_ip_literal(self.params.get(b"received").flatten()?)
     }
 
     /// `None`: no rport; `Some(None)`: `;rport` requested; `Some(Some(p))`: filled in.
@@ -266,6 +261,19 @@ impl<'a> Via<'a> {
     pub fn has_rfc3261_branch(&self) -> bool {
         self.branch().is_some_and(|b| b.starts_with(b"z9hG4bK"))
     }
+}
+
+/// An IPv4 address or an IPv6 address with or without brackets.
+pub fn parse_ip_literal(v: &[u8]) -> Option<IpAddr> {
+    let v = match v {
+        [b'[', inner @ .., b']'] => inner,
+        _ => v,
+    };
+    core::str::from_utf8(v).ok()?.parse().ok()
+}
+
+pub(crate) fn is_ip_literal(v: &[u8]) -> bool {
+    parse_ip_literal(v).is_some()
 }
 
 /// Iterates the comma-separated values of one Via header.
