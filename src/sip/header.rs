@@ -265,11 +265,13 @@ impl<'a> Via<'a> {
 
 /// An IPv4 address or an IPv6 address with or without brackets.
 pub fn parse_ip_literal(v: &[u8]) -> Option<IpAddr> {
-    let v = match v {
-        [b'[', inner @ .., b']'] => inner,
-        _ => v,
-    };
-    core::str::from_utf8(v).ok()?.parse().ok()
+    match v {
+        [b'[', inner @ .., b']'] => core::str::from_utf8(inner).ok()?.parse().ok(),
+        _ => match super::uri::parse_ipv4(v) {
+            Some(a) => Some(IpAddr::V4(a)),
+            None => core::str::from_utf8(v).ok()?.parse().ok(),
+        },
+    }
 }
 
 pub(crate) fn is_ip_literal(v: &[u8]) -> bool {

@@ -796,5 +796,5 @@ impl<B: AsRef<[u8]>> core::fmt::Debug for Message<B> {
     }
 }
 
-/// Parses CSeq-range constants into the public API for the transaction layer.
+/// Largest valid CSeq sequence number (RFC 3261 8.1.1.5: below 2^31), for the transaction layer.
 pub const MAX_CSEQ: u32 = CSEQ_MAX as u32;

@@ -84,11 +84,7 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
                 }
             }
             if numeric && name.len() == s.len() {
-                return core::str::from_utf8(s)
-                    .ok()
-                    .and_then(|t| t.parse::<Ipv4Addr>().ok())
-                    .map(Host::V4)
-                    .ok_or(UriError);
+                return parse_ipv4(s).map(Host::V4).ok_or(UriError);
             }
             if prev_dot || !at(name, top).is_ascii_alphabetic() {
                 return Err(UriError);
@@ -96,6 +92,23 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
             Ok(Host::Domain(s))
         }
     }
+}
+
+/// Dotted-quad IPv4 (four decimal octets, no leading zeros), without going through `str`.
+pub fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.first() == Some(&b'0')) {
+            return None;
+        }
+        *o = u8::try_from(super::scan::parse_u64(p, 255)?).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Parses `host [":" port]` and returns the host, the port and the number of bytes used. Stops at the first
@@ -450,6 +463,17 @@ mod tests {
 
     #[test]
     fn ipv4_and_port_bounds() {
+        assert_eq!(parse_ipv4(b"255.255.255.255"), Some(Ipv4Addr::BROADCAST));
+        for bad in [
+            &b"1.2.3"[..],
+            b"1.2.3.4.5",
+            b"1.2.3.256",
+            b"01.2.3.4",
+            b"1..2.3",
+            b"1.2.3.4.",
+        ] {
+            assert_eq!(parse_ipv4(bad), None, "{bad:?}");
+        }
         let u = Uri::parse(b"sip:192.0.2.1:65535").unwrap();
         assert_eq!(u.host, Some(Host::V4(Ipv4Addr::new(192, 0, 2, 1))));
         assert!(Uri::parse(b"sip:192.0.2.1:65536").is_err());
