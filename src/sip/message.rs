@@ -329,7 +329,7 @@ impl<B: AsRef<[u8]>> Message<B> {
                 }
                 continue;
             }
-            let colon = memchr::memchr(b':', line).ok_or(ErrorKind::BadHeaderLine)?;
+            let colon = super::scan::find(b':', line).ok_or(ErrorKind::BadHeaderLine)?;
             let name_raw = line.get(..colon).unwrap_or_default();
             let name_len =
                 name_raw.len() - name_raw.iter().rev().take_while(|&&b| is_sp(b)).count();

@@ -74,6 +74,12 @@ pub(crate) fn skip(s: &[u8], i: usize, c: u8) -> usize {
         .map_or(0, |t| t.iter().take_while(|&&b| class(b) & c != 0).count())
 }
 
+/// `memchr` for the short slices inside one header value, where its setup costs more than a plain loop.
+#[inline]
+pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == needle)
+}
+
 /// SP, HTAB, and the CR/LF of a fold inside a header value.
 #[inline]
 pub(crate) fn is_lws(b: u8) -> bool {

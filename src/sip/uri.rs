@@ -1,6 +1,6 @@
 //! URIs (`sip:`, `sips:`, `tel:`, any other scheme kept opaque), hosts, and `;name=value` parameter lists.
 
-use super::scan::{HOST, LWS, PARAM, URI, at, class, is_lws, quoted_len, skip};
+use super::scan::{HOST, LWS, PARAM, URI, at, class, find, is_lws, quoted_len, skip};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The URI is malformed.
@@ -115,7 +115,7 @@ pub fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
 /// byte that cannot belong to a hostport. LWS around the colon is accepted (Via sent-by allows it).
 pub fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>, usize), UriError> {
     let host_end = if s.first() == Some(&b'[') {
-        memchr::memchr(b']', s).ok_or(UriError)? + 1
+        find(b']', s).ok_or(UriError)? + 1
     } else {
         s.iter().position(|&b| !is_host_char(b)).unwrap_or(s.len())
     };
@@ -294,7 +294,7 @@ impl<'a> Uri<'a> {
         if skip(raw, 0, URI) != raw.len() {
             return Err(UriError);
         }
-        let colon = memchr::memchr(b':', raw).ok_or(UriError)?;
+        let colon = find(b':', raw).ok_or(UriError)?;
         let scheme_raw = raw.get(..colon).ok_or(UriError)?;
         match scheme_raw {
             [first, rest @ ..]
@@ -330,7 +330,7 @@ impl<'a> Uri<'a> {
         match scheme {
             Scheme::Sip | Scheme::Sips => parse_sip_rest(&mut uri, rest)?,
             Scheme::Tel => {
-                let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+                let end = find(b';', rest).unwrap_or(rest.len());
                 let number = rest.get(..end).unwrap_or_default();
                 if number.is_empty() {
                     return Err(UriError);
@@ -362,10 +362,10 @@ impl<'a> Uri<'a> {
 
 fn parse_sip_rest<'a>(uri: &mut Uri<'a>, rest: &'a [u8]) -> Result<(), UriError> {
     // '@' cannot appear unescaped after the userinfo, so the first one ends it.
-    let hostpart = match memchr::memchr(b'@', rest) {
+    let hostpart = match find(b'@', rest) {
         Some(at) => {
             let userinfo = rest.get(..at).unwrap_or_default();
-            let (user, password) = match memchr::memchr(b':', userinfo) {
+            let (user, password) = match find(b':', userinfo) {
                 Some(c) => (userinfo.get(..c).unwrap_or_default(), userinfo.get(c + 1..)),
                 None => (userinfo, None),
             };
@@ -382,7 +382,7 @@ fn parse_sip_rest<'a>(uri: &mut Uri<'a>, rest: &'a [u8]) -> Result<(), UriError>
     uri.host = Some(host);
     uri.port = port;
     let tail = hostpart.get(used..).unwrap_or_default();
-    let (params, headers) = match memchr::memchr(b'?', tail) {
+    let (params, headers) = match find(b'?', tail) {
         Some(q) => (
             tail.get(..q).unwrap_or_default(),
             Some(tail.get(q + 1..).unwrap_or_default()),
