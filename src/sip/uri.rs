@@ -97,17 +97,35 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
 /// Dotted-quad IPv4 (four decimal octets, no leading zeros), without going through `str`.
 pub fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.first() == Some(&b'0')) {
-            return None;
+    let mut n = 0usize;
+    let mut val: u16 = 0;
+    let mut digits = 0u8;
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                // No leading zeros, at most three digits, at most 255.
+                if digits > 0 && val == 0 {
+                    return None;
+                }
+                val = val * 10 + u16::from(b - b'0');
+                digits += 1;
+                if val > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 => {
+                *octets.get_mut(n)? = val as u8;
+                n += 1;
+                val = 0;
+                digits = 0;
+            }
+            _ => return None,
         }
-        *o = u8::try_from(super::scan::parse_u64(p, 255)?).ok()?;
     }
-    if parts.next().is_some() {
+    if digits == 0 || n != 3 {
         return None;
     }
+    *octets.get_mut(3)? = val as u8;
     Some(Ipv4Addr::from(octets))
 }
 
