@@ -160,8 +160,10 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         d.restart_reasons.push("listen addresses changed".into());
     }
     if !d.listeners.changed.is_empty() {
-        d.restart_reasons
-            .push(format!("listener settings changed: {}", d.listeners.changed.join(", ")));
+        d.restart_reasons.push(format!(
+            "listener settings changed: {}",
+            d.listeners.changed.join(", ")
+        ));
     }
     let (om, nm) = (&old.media, &new.media);
     if om.mode != nm.mode || om.xdp_required != nm.xdp_required {

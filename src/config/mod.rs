@@ -199,4 +199,3 @@ fn comment_out_line(work: &mut String, offset: usize) -> Option<String> {
     work.replace_range(pos..pos + 1, "#");
     Some(key)
 }
-

@@ -57,7 +57,10 @@ impl V<'_> {
         let names: Vec<&str> = opts.iter().map(|(n, _)| *n).collect();
         self.err(
             v.span().start,
-            format!("unknown {what} `{s}`, expected one of: {}", names.join(", ")),
+            format!(
+                "unknown {what} `{s}`, expected one of: {}",
+                names.join(", ")
+            ),
         );
         None
     }
@@ -244,9 +247,7 @@ pub(crate) fn is_e164(s: &str) -> bool {
     let Some(d) = s.strip_prefix('+') else {
         return false;
     };
-    (2..=15).contains(&d.len())
-        && d.bytes().all(|b| b.is_ascii_digit())
-        && !d.starts_with('0')
+    (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
 }
 
 fn is_hostname(s: &str) -> bool {
@@ -255,7 +256,8 @@ fn is_hostname(s: &str) -> bool {
         && s.trim_end_matches('.').split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -329,12 +331,18 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
             },
             _ => {
                 for p in [&l.tls_cert, &l.tls_key, &l.tls_ca].into_iter().flatten() {
-                    v.err(p.span().start, "TLS files only apply to transport = \"tls\"");
+                    v.err(
+                        p.span().start,
+                        "TLS files only apply to transport = \"tls\"",
+                    );
                 }
                 None
             }
         };
-        let trunk = l.trunk.as_ref().and_then(|t| trunk_ref(&mut v, t, "listener"));
+        let trunk = l
+            .trunk
+            .as_ref()
+            .and_then(|t| trunk_ref(&mut v, t, "listener"));
         if let (Some(transport), Some(address)) = (transport, address) {
             let l2 = Listener {
                 transport,
@@ -452,7 +460,10 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
             None => PathBuf::from("/run/tollgate/control.sock"),
             Some(p) => {
                 if !p.get_ref().starts_with('/') {
-                    v.err(p.span().start, "mgmt.control_socket must be an absolute path");
+                    v.err(
+                        p.span().start,
+                        "mgmt.control_socket must be an absolute path",
+                    );
                 }
                 PathBuf::from(p.get_ref())
             }
@@ -507,7 +518,10 @@ fn validate_media(v: &mut V, m: &RawMedia) -> Media {
     let xdp_required = m.xdp_required.as_ref().is_some_and(|x| *x.get_ref());
     if xdp_required && mode != MediaMode::Xdp {
         if let Some(x) = &m.xdp_required {
-            v.err(x.span().start, "xdp_required = true needs media mode \"xdp\"");
+            v.err(
+                x.span().start,
+                "xdp_required = true needs media mode \"xdp\"",
+            );
         }
     }
     let mut interfaces: Vec<Interface> = Vec::new();
@@ -518,11 +532,17 @@ fn validate_media(v: &mut V, m: &RawMedia) -> Media {
         }
         let role = v.choice_or(
             Some(&i.role),
-            &[("carrier", InterfaceRole::Carrier), ("cloud", InterfaceRole::Cloud)],
+            &[
+                ("carrier", InterfaceRole::Carrier),
+                ("cloud", InterfaceRole::Cloud),
+            ],
             "interface role",
             InterfaceRole::Carrier,
         );
-        let address = i.address.as_ref().and_then(|a| v.ip(a, "interface address"));
+        let address = i
+            .address
+            .as_ref()
+            .and_then(|a| v.ip(a, "interface address"));
         let public_address = i
             .public_address
             .as_ref()
@@ -536,13 +556,19 @@ fn validate_media(v: &mut V, m: &RawMedia) -> Media {
     }
     if mode == MediaMode::Xdp && interfaces.is_empty() {
         let at = m.mode.as_ref().map_or(0, |s| s.span().start);
-        v.err(at, "media mode \"xdp\" needs at least one [[media.interface]]");
+        v.err(
+            at,
+            "media mode \"xdp\" needs at least one [[media.interface]]",
+        );
     }
     let port_min: u16 = v.int_or(m.port_min.as_ref(), 1024, 65534, "port_min", 20000);
     let port_max: u16 = v.int_or(m.port_max.as_ref(), 1025, 65535, "port_max", 39999);
     if let Some(p) = &m.port_min {
         if port_min % 2 != 0 {
-            v.err(p.span().start, "port_min must be even (RTP on even ports, RTCP on odd)");
+            v.err(
+                p.span().start,
+                "port_min must be even (RTP on even ports, RTCP on odd)",
+            );
         }
     }
     let mut worker_cores = Vec::new();
@@ -557,14 +583,25 @@ fn validate_media(v: &mut V, m: &RawMedia) -> Media {
         }
     }
     if port_max <= port_min {
-        let at = m.port_max.as_ref().or(m.port_min.as_ref()).map_or(0, |s| s.span().start);
-        v.err(at, format!("port_max {port_max} must be above port_min {port_min}"));
+        let at = m
+            .port_max
+            .as_ref()
+            .or(m.port_min.as_ref())
+            .map_or(0, |s| s.span().start);
+        v.err(
+            at,
+            format!("port_max {port_max} must be above port_min {port_min}"),
+        );
     } else {
         let pairs = (u32::from(port_max) - u32::from(port_min) + 1) / 2;
         let workers = worker_cores.len().max(1) as u32;
         let need = workers * MIN_PORT_PAIRS_PER_WORKER;
         if pairs < need {
-            let at = m.port_max.as_ref().or(m.port_min.as_ref()).map_or(0, |s| s.span().start);
+            let at = m
+                .port_max
+                .as_ref()
+                .or(m.port_min.as_ref())
+                .map_or(0, |s| s.span().start);
             v.err(
                 at,
                 format!(
@@ -689,7 +726,9 @@ fn validate_trunk<'r>(
             }
             _ => v.err(
                 s.span().start,
-                format!("srv `{n}` must look like _sip._udp.NAME, _sip._tcp.NAME or _sips._tcp.NAME"),
+                format!(
+                    "srv `{n}` must look like _sip._udp.NAME, _sip._tcp.NAME or _sips._tcp.NAME"
+                ),
             ),
         }
     }
@@ -700,7 +739,10 @@ fn validate_trunk<'r>(
         for u in &a.users {
             let username = v.nonempty(&u.username, "username");
             if users.iter().any(|x| x.username == username) {
-                v.err(u.username.span().start, format!("duplicate user `{username}`"));
+                v.err(
+                    u.username.span().start,
+                    format!("duplicate user `{username}`"),
+                );
             }
             users.push(User {
                 username,
@@ -708,7 +750,10 @@ fn validate_trunk<'r>(
             });
         }
         if users.is_empty() {
-            v.err(a.realm.span().start, "auth needs at least one entry in users");
+            v.err(
+                a.realm.span().start,
+                "auth needs at least one entry in users",
+            );
         }
         InboundAuth {
             realm,
@@ -716,7 +761,10 @@ fn validate_trunk<'r>(
             nonce_ttl_s: v.int_or(a.nonce_ttl_s.as_ref(), 10, 86400, "nonce_ttl_s", 300),
             algorithm: v.choice_or(
                 a.algorithm.as_ref(),
-                &[("MD5", DigestAlgorithm::Md5), ("SHA-256", DigestAlgorithm::Sha256)],
+                &[
+                    ("MD5", DigestAlgorithm::Md5),
+                    ("SHA-256", DigestAlgorithm::Sha256),
+                ],
                 "digest algorithm",
                 DigestAlgorithm::Md5,
             ),
@@ -741,7 +789,13 @@ fn validate_trunk<'r>(
         Health {
             ping_interval_s,
             up_after: v.int_or(h.and_then(|h| h.up_after.as_ref()), 1, 100, "up_after", 2),
-            down_after: v.int_or(h.and_then(|h| h.down_after.as_ref()), 1, 100, "down_after", 3),
+            down_after: v.int_or(
+                h.and_then(|h| h.down_after.as_ref()),
+                1,
+                100,
+                "down_after",
+                3,
+            ),
         }
     };
 
@@ -771,7 +825,10 @@ fn validate_trunk<'r>(
             pd.srtp,
         );
         let suites = match s.and_then(|s| s.suites.as_ref()) {
-            None => vec![SrtpSuite::AesCm128HmacSha1_80, SrtpSuite::AesCm128HmacSha1_32],
+            None => vec![
+                SrtpSuite::AesCm128HmacSha1_80,
+                SrtpSuite::AesCm128HmacSha1_32,
+            ],
             Some(list) => {
                 let mut out = Vec::new();
                 for n in list.get_ref() {
@@ -830,7 +887,10 @@ fn validate_trunk<'r>(
                 }
             }
             if !out.iter().any(|c| *c != Codec::TelephoneEvent) {
-                v.err(list.span().start, "codecs must include at least one audio codec");
+                v.err(
+                    list.span().start,
+                    "codecs must include at least one audio codec",
+                );
             }
             out
         }
@@ -900,7 +960,10 @@ fn validate_trunk<'r>(
         if !is_e164(c.get_ref()) {
             v.err(
                 c.span().start,
-                format!("caller_id_override `{}` is not an E.164 number (+ and 2 to 15 digits)", c.get_ref()),
+                format!(
+                    "caller_id_override `{}` is not an E.164 number (+ and 2 to 15 digits)",
+                    c.get_ref()
+                ),
             );
         }
         c.get_ref().clone()
@@ -922,14 +985,23 @@ fn validate_trunk<'r>(
 
     let refer = v.choice_or(
         t.refer.as_ref(),
-        &[("relay", ReferPolicy::Relay), ("handle", ReferPolicy::Handle)],
+        &[
+            ("relay", ReferPolicy::Relay),
+            ("handle", ReferPolicy::Handle),
+        ],
         "refer policy",
         pd.refer,
     );
 
     let session_timer = {
         let s = t.session_timer.as_ref();
-        let min_se_s = v.int_or(s.and_then(|s| s.min_se_s.as_ref()), 90, 86400, "min_se_s", 90u32);
+        let min_se_s = v.int_or(
+            s.and_then(|s| s.min_se_s.as_ref()),
+            90,
+            86400,
+            "min_se_s",
+            90u32,
+        );
         let expires_s = v.int_or(
             s.and_then(|s| s.expires_s.as_ref()),
             90,
@@ -941,7 +1013,10 @@ fn validate_trunk<'r>(
             let at = s
                 .and_then(|s| s.expires_s.as_ref())
                 .map_or(t.name.span().start, |x| x.span().start);
-            v.err(at, format!("expires_s {expires_s} is below min_se_s {min_se_s}"));
+            v.err(
+                at,
+                format!("expires_s {expires_s} is below min_se_s {min_se_s}"),
+            );
         }
         SessionTimer {
             enabled: s.and_then(|s| s.enabled).unwrap_or(true),
@@ -1038,7 +1113,10 @@ fn parse_cidr(v: &mut V, a: &S<String>) -> Option<IpNet> {
         Some(n) if n.trunc() != n => {
             v.err(
                 a.span().start,
-                format!("ACL entry `{s}` has host bits set; did you mean {}?", n.trunc()),
+                format!(
+                    "ACL entry `{s}` has host bits set; did you mean {}?",
+                    n.trunc()
+                ),
             );
             None
         }
@@ -1092,7 +1170,9 @@ pub(crate) fn parse_target_str(s: &str) -> Result<TargetSpec, String> {
     }
     let (host, port) = if let Some(r) = hostport.strip_prefix('[') {
         let (h, after) = r.split_once(']').ok_or("unclosed `[`")?;
-        let ip: std::net::Ipv6Addr = h.parse().map_err(|_| format!("`{h}` is not an IPv6 address"))?;
+        let ip: std::net::Ipv6Addr = h
+            .parse()
+            .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
@@ -1214,7 +1294,13 @@ fn validate_security(v: &mut V, s: &RawSecurity) -> Security {
             20,
         ),
         ban_threshold: v.int_or(s.ban_threshold.as_ref(), 1, 1_000_000, "ban_threshold", 50),
-        ban_duration_s: v.int_or(s.ban_duration_s.as_ref(), 1, 31_536_000, "ban_duration_s", 600),
+        ban_duration_s: v.int_or(
+            s.ban_duration_s.as_ref(),
+            1,
+            31_536_000,
+            "ban_duration_s",
+            600,
+        ),
         scanner_user_agents,
         max_message_size: v.int_or(
             s.max_message_size.as_ref(),

@@ -163,7 +163,12 @@ impl<'o> MessageBuilder<'o> {
 /// Writes the answer to a request that failed to parse (`err.answerable` must be true): status and reason
 /// phrase from the error, Via/From/To/Call-ID/CSeq copied from whatever the header section holds, `to_tag`
 /// added to To. Returns `false` (and writes nothing) when the message cannot be answered.
-pub fn error_response(buf: &[u8], err: &ParseError, to_tag: Option<&[u8]>, out: &mut Vec<u8>) -> bool {
+pub fn error_response(
+    buf: &[u8],
+    err: &ParseError,
+    to_tag: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> bool {
     if !err.answerable {
         return false;
     }

@@ -1,7 +1,9 @@
 //! Typed views of the header values an SBC reads. Each is parsed on demand from the raw value span and
 //! borrows from it; nothing here allocates.
 
-use super::scan::{CommaSplit, is_lws, is_token, is_token_str, parse_u64, quoted_len, trim_lws, trim_lws_start};
+use super::scan::{
+    CommaSplit, is_lws, is_token, is_token_str, parse_u64, quoted_len, trim_lws, trim_lws_start,
+};
 use super::uri::{Host, Params, Uri, UriError, parse_hostport};
 use std::net::IpAddr;
 
@@ -165,11 +167,7 @@ fn parse_header_params(s: &[u8]) -> Result<Params<'_>, ValueError> {
         return Err(ValueError);
     }
     let p = Params::new(s);
-    if p.is_valid() {
-        Ok(p)
-    } else {
-        Err(ValueError)
-    }
+    if p.is_valid() { Ok(p) } else { Err(ValueError) }
 }
 
 /// Iterates a comma-separated list of name-addrs (Contact, Route, Record-Route, P-Asserted-Identity).
@@ -368,8 +366,12 @@ impl<'a> SessionExpires<'a> {
     pub fn parse(value: &'a [u8]) -> Result<SessionExpires<'a>, NumError> {
         let v = trim_lws(value);
         let end = memchr::memchr(b';', v).unwrap_or(v.len());
-        let delta = parse_number(trim_lws(v.get(..end).unwrap_or_default()), u64::from(u32::MAX))?;
-        let params = parse_header_params(v.get(end..).unwrap_or_default()).map_err(|_| NumError::Syntax)?;
+        let delta = parse_number(
+            trim_lws(v.get(..end).unwrap_or_default()),
+            u64::from(u32::MAX),
+        )?;
+        let params =
+            parse_header_params(v.get(end..).unwrap_or_default()).map_err(|_| NumError::Syntax)?;
         Ok(SessionExpires {
             delta: delta as u32,
             params,
@@ -499,7 +501,10 @@ pub fn token_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// An rfc1123-date as RFC 3261 25.1 requires: it must end in `GMT`.
 pub fn is_valid_date(value: &[u8]) -> bool {
     let v = trim_lws(value);
-    v.len() > 4 && v.ends_with(b" GMT") && v.get(..3).is_some_and(|d| d.iter().all(u8::is_ascii_alphabetic))
+    v.len() > 4
+        && v.ends_with(b" GMT")
+        && v.get(..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_alphabetic))
 }
 
 #[cfg(test)]
@@ -508,10 +513,14 @@ mod tests {
 
     #[test]
     fn name_addr_forms() {
-        let n = NameAddr::parse(b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8").unwrap();
+        let n = NameAddr::parse(
+            b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+        )
+        .unwrap();
         assert_eq!(n.display, Some(&b"J Rosenberg \\\\\\\""[..]));
         assert_eq!(n.tag(), Some(&b"98asjd8"[..]));
-        let n = NameAddr::parse(b"\r\n sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        let n = NameAddr::parse(b"\r\n sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n")
+            .unwrap();
         assert!(!n.angle);
         assert_eq!(n.tag(), Some(&b"1918181833n"[..]));
         let n = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
@@ -544,7 +553,10 @@ mod tests {
 
     #[test]
     fn via_received_rport() {
-        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1]:6050;received=[2001:db8::9:255];rport=5;branch=z9hG4bKx").unwrap();
+        let v = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1]:6050;received=[2001:db8::9:255];rport=5;branch=z9hG4bKx",
+        )
+        .unwrap();
         assert_eq!(v.port, Some(6050));
         assert_eq!(v.received(), Some("2001:db8::9:255".parse().unwrap()));
         assert_eq!(v.rport(), Some(Some(5)));
@@ -558,7 +570,10 @@ mod tests {
     fn cseq_and_scalars() {
         let c = CSeq::parse(b"0009\r\n  INVITE").unwrap();
         assert_eq!((c.seq, c.method), (9, Method::Invite));
-        assert_eq!(CSeq::parse(b"36893488147419103232 REGISTER"), Err(NumError::Range));
+        assert_eq!(
+            CSeq::parse(b"36893488147419103232 REGISTER"),
+            Err(NumError::Range)
+        );
         assert_eq!(CSeq::parse(b"2147483648 INVITE"), Err(NumError::Range));
         assert_eq!(CSeq::parse(b"INVITE"), Err(NumError::Syntax));
         assert_eq!(CSeq::parse(b"1INVITE"), Err(NumError::Syntax));
@@ -576,7 +591,9 @@ mod tests {
         let r = Reason::parse(b"SIP ;cause=200 ;text=\"Call completed elsewhere\"").unwrap();
         assert_eq!(r.cause(), Some(200));
         assert_eq!(r.text(), Some(&b"Call completed elsewhere"[..]));
-        let r = Replaces::parse(b"98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff;early-only").unwrap();
+        let r =
+            Replaces::parse(b"98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff;early-only")
+                .unwrap();
         assert_eq!(r.call_id, b"98732@sip.example.com");
         assert_eq!(r.to_tag(), Some(&b"ff87ff"[..]));
         assert!(r.early_only());

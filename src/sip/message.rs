@@ -6,7 +6,8 @@
 
 use super::error::{ErrorKind, ParseError};
 use super::header::{
-    self, Auth, CSeq, CSEQ_MAX, MediaType, Method, NameAddr, NumError, Reason, Replaces, SessionExpires, Via,
+    self, Auth, CSEQ_MAX, CSeq, MediaType, Method, NameAddr, NumError, Reason, Replaces,
+    SessionExpires, Via,
 };
 use super::name::HeaderName;
 use super::scan::{is_token_str, push_u64, trim_lws};
@@ -217,7 +218,11 @@ impl<B: AsRef<[u8]>> Message<B> {
         let (ls, le, next) = next_line(buf, pos).ok_or(ErrorKind::Incomplete)?;
         let line = buf.get(ls..le).unwrap_or_default();
         let mut deferred = None;
-        if line.len() >= 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+        if line.len() >= 4
+            && line
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+        {
             let sp = memchr::memchr(b' ', line).ok_or(ErrorKind::BadStartLine)?;
             match check_version(line.get(..sp).unwrap_or_default()) {
                 Ok(true) => {}
@@ -227,7 +232,10 @@ impl<B: AsRef<[u8]>> Message<B> {
             let rest = line.get(sp + 1..).unwrap_or_default();
             let code = match rest {
                 [a, b, c] | [a, b, c, b' ', ..]
-                    if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() && *a != b'0' =>
+                    if a.is_ascii_digit()
+                        && b.is_ascii_digit()
+                        && c.is_ascii_digit()
+                        && *a != b'0' =>
                 {
                     u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
                 }
@@ -257,13 +265,17 @@ impl<B: AsRef<[u8]>> Message<B> {
                 Err(()) => Some(ErrorKind::BadStartLine),
             };
             if deferred.is_none() {
-                if uri.is_empty() || uri.first().copied().is_some_and(is_sp) || uri.last().copied().is_some_and(is_sp)
+                if uri.is_empty()
+                    || uri.first().copied().is_some_and(is_sp)
+                    || uri.last().copied().is_some_and(is_sp)
                 {
                     deferred = Some(ErrorKind::BadStartLine);
                 } else {
                     match Uri::parse(uri) {
                         // RFC 3261 19.1.1: no headers in a Request-URI.
-                        Ok(u) if u.is_sip() && u.headers.is_some() => deferred = Some(ErrorKind::BadRequestUri),
+                        Ok(u) if u.is_sip() && u.headers.is_some() => {
+                            deferred = Some(ErrorKind::BadRequestUri)
+                        }
                         Ok(_) => {}
                         Err(_) => deferred = Some(ErrorKind::BadRequestUri),
                     }
@@ -306,7 +318,8 @@ impl<B: AsRef<[u8]>> Message<B> {
             }
             let colon = memchr::memchr(b':', line).ok_or(ErrorKind::BadHeaderLine)?;
             let name_raw = line.get(..colon).unwrap_or_default();
-            let name_len = name_raw.len() - name_raw.iter().rev().take_while(|&&b| is_sp(b)).count();
+            let name_len =
+                name_raw.len() - name_raw.iter().rev().take_while(|&&b| is_sp(b)).count();
             let name = name_raw.get(..name_len).unwrap_or_default();
             if !is_token_str(name) {
                 return Err(ErrorKind::BadHeaderLine.into());
@@ -341,7 +354,11 @@ impl<B: AsRef<[u8]>> Message<B> {
         let buf = self.buf.as_ref();
         let mut seen = [false; HeaderName::COUNT];
         let mut cseq_method = Span::default();
-        for e in self.headers.get(..usize::from(self.count)).unwrap_or_default() {
+        for e in self
+            .headers
+            .get(..usize::from(self.count))
+            .unwrap_or_default()
+        {
             let k = e.kind;
             if k == HeaderName::Other {
                 continue;
@@ -478,7 +495,9 @@ impl<B: AsRef<[u8]>> Message<B> {
     /// The request method; `None` for a response.
     pub fn method(&self) -> Option<Method<'_>> {
         match self.start {
-            Start::Request { method, .. } => Some(Method::from_bytes(method.get(self.buf.as_ref()))),
+            Start::Request { method, .. } => {
+                Some(Method::from_bytes(method.get(self.buf.as_ref())))
+            }
             Start::Response { .. } => None,
         }
     }
@@ -531,7 +550,9 @@ impl<B: AsRef<[u8]>> Message<B> {
 
     /// Every value of a known header, in order (each may still be comma-joined).
     pub fn header_values(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
-        self.headers().filter(move |h| h.name == name).map(|h| h.value)
+        self.headers()
+            .filter(move |h| h.name == name)
+            .map(|h| h.value)
     }
 
     /// The first header with this exact name, case-insensitive (for `X-` and other unknown headers).
@@ -587,7 +608,8 @@ impl<B: AsRef<[u8]>> Message<B> {
 
     /// `Contact: *`.
     pub fn contact_is_star(&self) -> bool {
-        self.header(HeaderName::Contact).is_some_and(header::is_star)
+        self.header(HeaderName::Contact)
+            .is_some_and(header::is_star)
     }
 
     pub fn routes(&self) -> impl Iterator<Item = NameAddr<'_>> + '_ {
@@ -621,7 +643,8 @@ impl<B: AsRef<[u8]>> Message<B> {
         self.header(HeaderName::MinSe).map(|v| {
             let v = trim_lws(v);
             let end = memchr::memchr(b';', v).unwrap_or(v.len());
-            header::parse_scalar(v.get(..end).unwrap_or_default(), u64::from(u32::MAX)).map(|n| n as u32)
+            header::parse_scalar(v.get(..end).unwrap_or_default(), u64::from(u32::MAX))
+                .map(|n| n as u32)
         })
     }
 
@@ -689,7 +712,11 @@ impl<B: AsRef<[u8]>> Message<B> {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        for e in self.headers.get(..usize::from(self.count)).unwrap_or_default() {
+        for e in self
+            .headers
+            .get(..usize::from(self.count))
+            .unwrap_or_default()
+        {
             out.extend_from_slice(e.name.get(buf));
             out.extend_from_slice(b": ");
             out.extend_from_slice(e.value.get(buf));

@@ -155,8 +155,7 @@ mod tests {
 
     #[test]
     fn comma_split_respects_quotes_and_angles() {
-        let v: Vec<&[u8]> =
-            CommaSplit::new(b"\"a,b\" <sip:x@y;p=1,2>;q=1 , <sip:z>,").collect();
+        let v: Vec<&[u8]> = CommaSplit::new(b"\"a,b\" <sip:x@y;p=1,2>;q=1 , <sip:z>,").collect();
         assert_eq!(
             v,
             vec![

@@ -294,7 +294,8 @@ impl<'a> Uri<'a> {
                 if first.is_ascii_alphabetic()
                     && rest
                         .iter()
-                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) => {}
+                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) => {
+            }
             _ => return Err(UriError),
         }
         let rest = raw.get(colon + 1..).unwrap_or_default();
@@ -358,10 +359,7 @@ fn parse_sip_rest<'a>(uri: &mut Uri<'a>, rest: &'a [u8]) -> Result<(), UriError>
         Some(at) => {
             let userinfo = rest.get(..at).unwrap_or_default();
             let (user, password) = match memchr::memchr(b':', userinfo) {
-                Some(c) => (
-                    userinfo.get(..c).unwrap_or_default(),
-                    userinfo.get(c + 1..),
-                ),
+                Some(c) => (userinfo.get(..c).unwrap_or_default(), userinfo.get(c + 1..)),
                 None => (userinfo, None),
             };
             if user.is_empty() {
@@ -426,7 +424,8 @@ mod tests {
 
     #[test]
     fn sip_uri_full() {
-        let u = Uri::parse(b"sips:alice:secret@Example.COM:5061;transport=tls;lr?subject=x&h=%20").unwrap();
+        let u = Uri::parse(b"sips:alice:secret@Example.COM:5061;transport=tls;lr?subject=x&h=%20")
+            .unwrap();
         assert_eq!(u.scheme, Scheme::Sips);
         assert_eq!(u.user, Some(&b"alice"[..]));
         assert_eq!(u.password, Some(&b"secret"[..]));
