@@ -19,6 +19,8 @@
 pub mod build;
 pub mod digest;
 pub mod policy;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

@@ -126,6 +126,7 @@ address = "127.0.0.1:5060"
 [[trunk]]
 name = "carrier"
 acl = ["10.0.0.0/8"]
+targets = ["sip:10.0.0.1"]
 [[trunk]]
 name = "cloud"
 targets = ["sip:192.0.2.1:5070", "sip:cloud.example.com", "sip:192.0.2.2;transport=tcp"]
@@ -147,6 +148,10 @@ to = "carrier"
         let c = load_str(CFG, Path::new("t.toml")).unwrap();
         assert_eq!(trunk_of_source(&c, "10.1.2.3".parse().unwrap()), Some(0));
         assert_eq!(trunk_of_source(&c, "192.0.2.2".parse().unwrap()), Some(1));
+        assert_eq!(
+            static_targets(&c, 0)[0].addr,
+            "10.0.0.1:5060".parse().unwrap()
+        );
         assert_eq!(trunk_of_source(&c, "203.0.113.9".parse().unwrap()), None);
         assert_eq!(
             translate(&c, 0, NumberField::RequestUri, "5551234567"),
