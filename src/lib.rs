@@ -5,5 +5,6 @@
 pub mod app;
 pub mod b2bua;
 pub mod config;
+pub mod routing;
 pub mod signaling;
 pub mod sip;

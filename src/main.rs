@@ -1,5 +1,7 @@
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tollgate::config::{self, Config, MediaMode};
 
 /// tollgate: session border controller appliance.
 #[derive(Parser)]
@@ -13,36 +15,80 @@ struct Cli {
 enum Cmd {
     /// Run the appliance.
     Run {
-        /// Path to the TOML configuration.
-        #[arg(long, conflicts_with = "default", required_unless_present = "default")]
-        config: Option<std::path::PathBuf>,
-        /// Run the embedded loopback demo configuration.
+        /// Path to the TOML configuration; without it the built-in loopback demo configuration is used.
+        #[arg(long, conflicts_with = "default")]
+        config: Option<PathBuf>,
+        /// Run the built-in loopback demo configuration (the same as giving no --config).
         #[arg(long)]
         default: bool,
     },
+    /// Validate a configuration file: exit 0 with a summary, or 2 with every error as FILE:LINE:COL: reason.
+    CheckConfig {
+        /// Path to the TOML configuration.
+        file: PathBuf,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status for an invalid configuration (distinct from 1, a runtime failure).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn summary(c: &Config) -> String {
+    let mode = match c.media.mode {
+        MediaMode::Xdp => "xdp",
+        MediaMode::Socket => "socket",
+        MediaMode::Bypass => "bypass",
+    };
+    format!(
+        "ok: node {}, {} listeners, {} trunks, {} rules, {} routes, media {}",
+        c.node.name,
+        c.listen.len(),
+        c.trunks.len(),
+        c.rules.len(),
+        c.routes.len(),
+        mode
+    )
+}
+
+fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
+    let loaded = match path {
+        Some(p) => config::load_file(p),
+        None => config::load_str(config::DEFAULT_CONFIG, Path::new("<built-in demo config>")),
+    };
+    loaded.map_err(|errs| {
+        eprintln!("{errs}");
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { config, default } => {
-            let cfg = match (config, default) {
-                (Some(path), _) => {
-                    tollgate::config::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?
-                }
-                (None, _) => tollgate::config::load_str(
-                    tollgate::config::DEFAULT_CONFIG,
-                    "<default>".as_ref(),
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        Cmd::CheckConfig { file } => match load(Some(&file)) {
+            Ok(c) => {
+                println!("{}", summary(&c));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Cmd::Run { config, default: _ } => {
+            let cfg = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
-            let filter = EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
                 .init();
-            tollgate::app::run(cfg)
+            tracing::info!("{}", summary(&cfg));
+            match tollgate::app::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -1311,11 +1311,7 @@ impl B2bua {
                     self.teardown(now, cref);
                 }
             }
-            Role::Ping { trunk, target } => {
-                if status >= 200 {
-                    self.ping_result(trunk, target, true)
-                }
-            }
+            Role::Ping { trunk, target } if status >= 200 => self.ping_result(trunk, target, true),
             _ => {}
         }
     }
@@ -1350,8 +1346,6 @@ impl B2bua {
                 call.b_provisional = true;
                 self.b_dialog_from(cref, status, m);
                 self.relay_invite_response(now, cref, status, m);
-            } else {
-                call.b_provisional = call.b_provisional || false;
             }
             return;
         }

@@ -211,7 +211,7 @@ fn find<'a>(sent: &'a [(SocketAddr, String)], to: &str, start: &str) -> &'a str 
 /// Sets up an answered call; returns (B's INVITE as received by the cloud, A's 200).
 fn answered(h: &mut H) -> (String, String) {
     let out = h.feed(CARRIER, &carrier_invite("a1", "15551234567"));
-    assert_eq!(status(&find(&out, CARRIER, "SIP/2.0 100")), 100);
+    assert_eq!(status(find(&out, CARRIER, "SIP/2.0 100")), 100);
     let inv = find(&out, CLOUD1, "INVITE ").to_owned();
     let out = h.feed(
         CLOUD1,
