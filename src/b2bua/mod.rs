@@ -389,6 +389,11 @@ impl B2bua {
                 if !self.allowed(src, flow, data) {
                     return;
                 }
+                // An ACK is never answered (RFC 3261 17.2.1), however broken.
+                if data.starts_with(b"ACK ") {
+                    self.counters.malformed_dropped += 1;
+                    return;
+                }
                 let tag = self.token();
                 self.buf.clear();
                 if error_response(data, &e, Some(tag.as_bytes()), &mut self.buf) {
