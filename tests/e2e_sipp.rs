@@ -63,7 +63,9 @@ fn ports() -> u16 {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
 }
 
 struct Lab {
@@ -143,7 +145,8 @@ to = "carrier"
     /// Polls tollgate with OPTIONS until it answers (bounded).
     fn wait_ready(&self) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let local = sock.local_addr().unwrap();
         for i in 0..50 {
             let msg = format!(
@@ -171,8 +174,23 @@ to = "carrier"
         c.current_dir(&self.dir)
             .arg("-sf")
             .arg(scenario(scen))
-            .args(["-i", ip, "-p", &port.to_string(), "-nostdin", "-trace_err", "-timeout", "60s"])
-            .args(["-timeout_error", "-max_socket", "64", "-recv_timeout", "20000"])
+            .args([
+                "-i",
+                ip,
+                "-p",
+                &port.to_string(),
+                "-nostdin",
+                "-trace_err",
+                "-timeout",
+                "60s",
+            ])
+            .args([
+                "-timeout_error",
+                "-max_socket",
+                "64",
+                "-recv_timeout",
+                "20000",
+            ])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -240,14 +258,26 @@ fn carrier_call(lab: &Lab, scen: &str, calls: u32, extra: &[&str]) -> Proc {
     let m = calls.to_string();
     let mut args = vec!["-s", "15551234567", "-m", &m];
     args.extend_from_slice(extra);
-    lab.sipp(scen, "127.0.0.1", lab.base + 3, Some(&lab.tollgate_addr()), &args)
+    lab.sipp(
+        scen,
+        "127.0.0.1",
+        lab.base + 3,
+        Some(&lab.tollgate_addr()),
+        &args,
+    )
 }
 
 #[test]
 fn basic_call_translation_headers_caller_hangup() {
     need_sipp!();
     let lab = Lab::start("basic", ONE_TARGET, "");
-    let uas = lab.sipp("uas_answer.xml", "127.0.0.2", lab.base + 1, None, &["-m", "1"]);
+    let uas = lab.sipp(
+        "uas_answer.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let uac = carrier_call(&lab, "uac_call.xml", 1, &["-d", "300"]);
     lab.run(vec![uas], uac, Duration::from_secs(20));
@@ -257,7 +287,13 @@ fn basic_call_translation_headers_caller_hangup() {
 fn callee_hangup() {
     need_sipp!();
     let lab = Lab::start("calleebye", ONE_TARGET, "");
-    let uas = lab.sipp("uas_answer_hangup.xml", "127.0.0.2", lab.base + 1, None, &["-m", "1"]);
+    let uas = lab.sipp(
+        "uas_answer_hangup.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let uac = carrier_call(&lab, "uac_callee_hangup.xml", 1, &[]);
     lab.run(vec![uas], uac, Duration::from_secs(20));
@@ -267,7 +303,13 @@ fn callee_hangup() {
 fn cancel_before_answer() {
     need_sipp!();
     let lab = Lab::start("cancel", ONE_TARGET, "");
-    let uas = lab.sipp("uas_ring_cancel.xml", "127.0.0.2", lab.base + 1, None, &["-m", "1"]);
+    let uas = lab.sipp(
+        "uas_ring_cancel.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let uac = carrier_call(&lab, "uac_cancel.xml", 1, &[]);
     lab.run(vec![uas], uac, Duration::from_secs(20));
@@ -277,7 +319,13 @@ fn cancel_before_answer() {
 fn busy_is_mapped_back() {
     need_sipp!();
     let lab = Lab::start("busy", ONE_TARGET, "");
-    let uas = lab.sipp("uas_busy.xml", "127.0.0.2", lab.base + 1, None, &["-m", "1"]);
+    let uas = lab.sipp(
+        "uas_busy.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let uac = carrier_call(&lab, "uac_busy.xml", 1, &[]);
     lab.run(vec![uas], uac, Duration::from_secs(20));
@@ -289,7 +337,13 @@ fn failover_first_target_silent_second_answers() {
     // 127.0.0.2:CLOUD has nobody listening; 127.0.0.3:CLOUD answers.
     let trunk = "targets = [\"sip:127.0.0.2:CLOUD\", \"sip:127.0.0.3:CLOUD\"]\ntarget_timeout_ms = 500\nhealth = { ping_interval_s = 0 }\nheaders = { allow = [\"X-Context\"] }";
     let lab = Lab::start("failover", trunk, "");
-    let uas = lab.sipp("uas_answer.xml", "127.0.0.3", lab.base + 1, None, &["-m", "1"]);
+    let uas = lab.sipp(
+        "uas_answer.xml",
+        "127.0.0.3",
+        lab.base + 1,
+        None,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let uac = carrier_call(&lab, "uac_call.xml", 1, &["-d", "300"]);
     lab.run(vec![uas], uac, Duration::from_secs(20));
@@ -314,7 +368,13 @@ fn options_to_tollgate_answered() {
 fn reinvite_hold_relayed() {
     need_sipp!();
     let lab = Lab::start("reinvite", ONE_TARGET, "");
-    let uas = lab.sipp("uas_reinvite.xml", "127.0.0.2", lab.base + 1, None, &["-m", "1"]);
+    let uas = lab.sipp(
+        "uas_reinvite.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let uac = carrier_call(&lab, "uac_reinvite.xml", 1, &[]);
     lab.run(vec![uas], uac, Duration::from_secs(20));
@@ -324,7 +384,13 @@ fn reinvite_hold_relayed() {
 fn refer_from_cloud_relayed_to_carrier() {
     need_sipp!();
     let lab = Lab::start("refer", ONE_TARGET, "");
-    let uas = lab.sipp("uas_refer.xml", "127.0.0.2", lab.base + 1, None, &["-m", "1"]);
+    let uas = lab.sipp(
+        "uas_refer.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let uac = carrier_call(&lab, "uac_refer.xml", 1, &[]);
     lab.run(vec![uas], uac, Duration::from_secs(20));
@@ -335,7 +401,13 @@ fn outbound_call_answers_digest_challenge() {
     need_sipp!();
     let lab = Lab::start("digest", ONE_TARGET, "");
     // The carrier UAS listens where the carrier trunk's target points; the cloud UAC calls from 127.0.0.2.
-    let uas = lab.sipp("uas_digest.xml", "127.0.0.1", lab.base + 2, None, &["-m", "1"]);
+    let uas = lab.sipp(
+        "uas_digest.xml",
+        "127.0.0.1",
+        lab.base + 2,
+        None,
+        &["-m", "1"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let uac = lab.sipp(
         "uac_outbound.xml",
@@ -351,9 +423,20 @@ fn outbound_call_answers_digest_challenge() {
 fn two_hundred_concurrent_calls() {
     need_sipp!();
     let lab = Lab::start("concurrent", ONE_TARGET, "");
-    let uas = lab.sipp("uas_answer.xml", "127.0.0.2", lab.base + 1, None, &["-m", "200"]);
+    let uas = lab.sipp(
+        "uas_answer.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "200"],
+    );
     std::thread::sleep(Duration::from_millis(200));
     // 200 calls started at 200/s, each held 3 s: all 200 are up at once.
-    let uac = carrier_call(&lab, "uac_call.xml", 200, &["-r", "200", "-l", "200", "-d", "3000"]);
+    let uac = carrier_call(
+        &lab,
+        "uac_call.xml",
+        200,
+        &["-r", "200", "-l", "200", "-d", "3000"],
+    );
     lab.run(vec![uas], uac, Duration::from_secs(40));
 }

@@ -1146,7 +1146,10 @@ impl B2bua {
         let mut guard = 0;
         while !self.actions.is_empty() && guard < 64 {
             guard += 1;
-            let batch = std::mem::take(&mut self.actions);
+            let mut batch = std::mem::take(&mut self.actions);
+            // The ACK for a non-2xx goes on the wire before anything the TU sends in reaction to that
+            // response (a failover or authenticated INVITE), as a peer reading in order expects.
+            batch.sort_by_key(|a| !matches!(a, Action::NeedAck { .. }));
             for a in batch {
                 self.exec(now, a, ctx);
             }
