@@ -5,6 +5,7 @@
 pub mod app;
 pub mod b2bua;
 pub mod config;
+pub mod fastpath;
 pub mod routing;
 pub mod signaling;
 pub mod sip;
