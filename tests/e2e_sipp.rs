@@ -115,6 +115,7 @@ to = "carrier"
 "#,
             carrier = base + 2,
             cloud_trunk = cloud_trunk.replace("CLOUD", &(base + 1).to_string()),
+            extra = extra.replace("BASE", &base.to_string()),
         );
         let path = dir.join("tollgate.toml");
         std::fs::File::create(&path)
@@ -439,4 +440,24 @@ fn two_hundred_concurrent_calls() {
         &["-r", "200", "-l", "200", "-d", "3000"],
     );
     lab.run(vec![uas], uac, Duration::from_secs(40));
+}
+
+#[test]
+fn carrier_over_tcp_cloud_over_udp() {
+    need_sipp!();
+    let lab = Lab::start(
+        "tcp",
+        ONE_TARGET,
+        "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:BASE\"\n",
+    );
+    let uas = lab.sipp(
+        "uas_answer.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "2"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let uac = carrier_call(&lab, "uac_call.xml", 2, &["-t", "t1", "-d", "300"]);
+    lab.run(vec![uas], uac, Duration::from_secs(20));
 }
