@@ -1,6 +1,10 @@
 //! UDP request/answer throughput of the signaling loop vs a plain blocking recvmmsg/sendmmsg loop, same run,
 //! same trivial handler (echo), server pinned to CPU 1, client pinned to CPU 0 on loopback.
 //!
+//! Variants of the loop: SENDMSG vs SEND-with-address SQEs, DEFER_TASKRUN vs COOP_TASKRUN, batched waits.
+//! Besides criterion's throughput each variant prints the server thread's CPU time per datagram, which is the
+//! steadier figure on a shared machine.
+//!
 //! One iteration = 2 000 datagrams answered, with up to 256 outstanding. Bounded: criterion's time limits, and
 //! the client gives up on a datagram after 1 s (lost replies are counted and printed).
 //!
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tollgate::signaling::{
     ConnEvent, ConnId, DnsAnswer, DnsError, DnsRequestId, Io, ListenerId, LoopHandle, SigConfig,
-    SigLoop, SipHandler, StreamBuf, TimerToken,
+    SigLoop, SipHandler, StreamBuf, TimerToken, UdpSendOp,
 };
 
 const PER_ITER: usize = 2_000;
@@ -33,6 +37,16 @@ fn pin(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 struct Echo;
@@ -79,14 +93,25 @@ impl SipHandler for Echo {
     fn on_message(&mut self, _: Instant, _: (), _: &mut Io<'_>) {}
 }
 
-fn start_uring() -> (SocketAddr, LoopHandle<()>, JoinHandle<()>) {
-    let mut sig = SigLoop::<()>::new(SigConfig::default()).unwrap();
+fn start_uring(
+    op: UdpSendOp,
+    defer_taskrun: bool,
+    batch_wait_usec: u32,
+) -> (SocketAddr, LoopHandle<()>, JoinHandle<Duration>) {
+    let cfg = SigConfig {
+        udp_send_op: op,
+        defer_taskrun,
+        batch_wait_usec,
+        ..SigConfig::default()
+    };
+    let mut sig = SigLoop::<()>::new(cfg).unwrap();
     let id = sig.bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = sig.local_addr(id).unwrap();
     let handle = sig.handle();
     let t = std::thread::spawn(move || {
         pin(1);
         sig.run(Echo).unwrap();
+        thread_cpu()
     });
     (addr, handle, t)
 }
@@ -143,6 +168,27 @@ impl Mmsg {
         n.max(0) as usize
     }
 
+    /// Sends `n` PAYLOAD-byte datagrams to `dst` in one sendmmsg; returns how many went out.
+    fn send_to(&mut self, fd: i32, dst: SocketAddr, n: usize) -> usize {
+        self.wire(n, |_| PAYLOAD);
+        let sa = socket2::SockAddr::from(dst);
+        for i in 0..n {
+            self.bufs[i][..PAYLOAD].fill(b'p');
+            // SAFETY: sa's storage holds sa.len() valid bytes; addrs[i] is a sockaddr_storage (large enough).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    sa.as_ptr().cast::<u8>(),
+                    (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast::<u8>(),
+                    sa.len() as usize,
+                );
+            }
+            self.hdrs[i].msg_hdr.msg_namelen = sa.len();
+        }
+        // SAFETY: headers point at live buffers/addresses; n <= BATCH.
+        let r = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), n as u32, 0) };
+        r.max(0) as usize
+    }
+
     /// Sends back what `recv` got, each to its source (the trivial echo handler).
     fn echo(&mut self, fd: i32, n: usize) {
         let lens: Vec<usize> = self.hdrs[..n].iter().map(|h| h.msg_len as usize).collect();
@@ -159,7 +205,7 @@ impl Mmsg {
     }
 }
 
-fn start_baseline() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
+fn start_baseline() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<(Duration, u64)>) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sref = socket2::SockRef::from(&sock);
     let _ = sref.set_recv_buffer_size(8 << 20);
@@ -172,12 +218,15 @@ fn start_baseline() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
         pin(1);
         let mut m = Mmsg::new();
         let fd = sock.as_raw_fd();
+        let mut count = 0u64;
         while !s2.load(Ordering::Relaxed) {
             let n = m.recv(fd, libc::MSG_WAITFORONE);
             if n > 0 {
                 m.echo(fd, n);
+                count += n as u64;
             }
         }
+        (thread_cpu(), count)
     });
     (addr, stop, t)
 }
@@ -185,12 +234,15 @@ fn start_baseline() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
 /// Sends `total` datagrams keeping up to WINDOW outstanding; returns when all are answered or lost.
 fn client_run(sock: &UdpSocket, server: SocketAddr, total: usize, m: &mut Mmsg) {
     let fd = sock.as_raw_fd();
-    let payload = [b'p'; PAYLOAD];
     let (mut sent, mut got) = (0usize, 0usize);
     while got < total {
         while sent < total && sent - got < WINDOW {
-            let _ = sock.send_to(&payload, server);
-            sent += 1;
+            let n = (total - sent).min(WINDOW - (sent - got)).min(BATCH);
+            let k = m.send_to(fd, server, n);
+            if k == 0 {
+                break;
+            }
+            sent += k;
         }
         let n = m.recv(fd, libc::MSG_WAITFORONE);
         if n == 0 {
@@ -216,28 +268,47 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     let mut m = Mmsg::new();
 
-    let (addr, handle, t) = start_uring();
-    let sock = client();
-    g.bench_function("io_uring_loop", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                client_run(&sock, addr, PER_ITER, &mut m);
-            }
-            start.elapsed()
-        })
-    });
-    let counters = handle.counters();
-    handle.stop();
-    t.join().unwrap();
-    eprintln!(
-        "io_uring loop: {} datagrams in, {} out, {} loop iterations, {} no-buffer re-arms, {} lost at client",
-        counters.udp_datagrams_in,
-        counters.udp_datagrams_out,
-        counters.loop_iterations,
-        counters.udp_no_buffers,
-        LOST.swap(0, Ordering::Relaxed)
-    );
+    for (name, op, defer, wait) in [
+        ("io_uring_loop_sendmsg", UdpSendOp::SendMsg, true, 0),
+        ("io_uring_loop_send_addr", UdpSendOp::SendTo, true, 0),
+        (
+            "io_uring_loop_sendmsg_coop_taskrun",
+            UdpSendOp::SendMsg,
+            false,
+            0,
+        ),
+        (
+            "io_uring_loop_sendmsg_batch_wait_50us",
+            UdpSendOp::SendMsg,
+            true,
+            50,
+        ),
+    ] {
+        let (addr, handle, t) = start_uring(op, defer, wait);
+        let sock = client();
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    client_run(&sock, addr, PER_ITER, &mut m);
+                }
+                start.elapsed()
+            })
+        });
+        handle.stop();
+        let cpu = t.join().unwrap();
+        let counters = handle.counters();
+        eprintln!(
+            "{name}: server thread CPU {:.0} ns/datagram; {} datagrams in, {} out, {} loop iterations, {} \
+             no-buffer re-arms, {} lost at client",
+            cpu.as_nanos() as f64 / counters.udp_datagrams_in.max(1) as f64,
+            counters.udp_datagrams_in,
+            counters.udp_datagrams_out,
+            counters.loop_iterations,
+            counters.udp_no_buffers,
+            LOST.swap(0, Ordering::Relaxed)
+        );
+    }
 
     let (addr, stop, t) = start_baseline();
     let sock = client();
@@ -251,9 +322,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    let (cpu, count) = t.join().unwrap();
     eprintln!(
-        "baseline: {} lost at client",
+        "recvmmsg_sendmmsg_baseline: server thread CPU {:.0} ns/datagram; {count} datagrams, {} lost at client",
+        cpu.as_nanos() as f64 / count.max(1) as f64,
         LOST.swap(0, Ordering::Relaxed)
     );
     g.finish();

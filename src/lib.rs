@@ -6,6 +6,11 @@ pub mod app;
 pub mod b2bua;
 pub mod config;
 pub mod fastpath;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod media;
 pub mod routing;
+pub mod sdp;
 pub mod signaling;
 pub mod sip;
+pub mod srtp;

@@ -147,7 +147,8 @@ fn helper_resolves_a_aaaa_srv_and_reports_nxdomain_and_timeout() {
         timeout: Duration::from_millis(200),
         attempts: 1,
         overall_timeout: Duration::from_millis(1500),
-    });
+    })
+    .unwrap();
     let handle = sig.handle();
     let (tx, rx) = mpsc::channel();
     let loop_thread = std::thread::spawn(move || {

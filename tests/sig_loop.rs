@@ -9,8 +9,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tollgate::signaling::{
-    CloseReason, ConnEvent, ConnId, Counters, DnsAnswer, DnsError, DnsRequestId, Io, ListenerId,
-    LoopHandle, SigConfig, SigLoop, SipHandler, StreamBuf, StreamFramer, TimerToken, Transport,
+    CloseReason, ConnEvent, ConnId, Counters, DnsAnswer, DnsError, DnsRequestId, Io, LayerContext,
+    LayerError, ListenerId, LoopHandle, SigConfig, SigLoop, SipHandler, StreamBuf, StreamFramer,
+    StreamLayer, TimerToken, Transport, UdpSendOp,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -28,6 +29,14 @@ enum Msg {
     Cpu(mpsc::Sender<Duration>),
     /// Send bytes to (addr, tcp), reporting the connection id used.
     StreamTo(SocketAddr, Vec<u8>, mpsc::Sender<Result<ConnId, String>>),
+    /// Block the loop thread (test only), so traffic piles up in the socket meanwhile.
+    Sleep(Duration, mpsc::Sender<()>),
+    /// Send several chunks to (addr, tcp) within one handler call; report each result.
+    StreamChunks(
+        SocketAddr,
+        Vec<Vec<u8>>,
+        mpsc::Sender<Vec<Result<ConnId, String>>>,
+    ),
 }
 
 /// What the handler saw, sent out to the test thread.
@@ -175,6 +184,20 @@ impl SipHandler for TestHandler {
                         .map_err(|e| e.to_string()),
                 );
             }
+            Msg::Sleep(d, tx) => {
+                let _ = tx.send(());
+                std::thread::sleep(d);
+            }
+            Msg::StreamChunks(addr, chunks, tx) => {
+                let r = chunks
+                    .iter()
+                    .map(|c| {
+                        io.send_stream_to(addr, Transport::Tcp, c)
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect();
+                let _ = tx.send(r);
+            }
         }
     }
 }
@@ -233,9 +256,83 @@ fn start(cfg: SigConfig, udp: bool, tcp: bool, echo_tcp: bool) -> Running {
 
 #[test]
 fn udp_bursts_are_all_answered_with_right_addresses_and_buffers_recycle() {
+    udp_bursts(UdpSendOp::SendMsg);
+}
+
+#[test]
+fn udp_bursts_on_a_coop_taskrun_ring() {
+    udp_echo_500(SigConfig {
+        defer_taskrun: false,
+        ..SigConfig::default()
+    });
+}
+
+#[test]
+fn udp_echo_and_timers_with_batched_waits() {
+    let run = start(
+        SigConfig {
+            batch_wait_usec: 200,
+            ..SigConfig::default()
+        },
+        false,
+        false,
+        false,
+    );
+    // Timers still fire on time: the deadline bounds the batched wait.
+    run.handle.send(Msg::Timers {
+        delays: vec![30, 10, 20],
+        cancel_every: 100,
+    });
+    let mut fired = Vec::new();
+    for _ in 0..2 {
+        match run.next() {
+            Seen::Timer(d, at) => fired.push((d / 10, at)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(fired[0].0 <= fired[1].0);
+    run.stop();
+    udp_echo_500(SigConfig {
+        batch_wait_usec: 200,
+        ..SigConfig::default()
+    });
+}
+
+fn udp_echo_500(cfg: SigConfig) {
+    let run = start(cfg, true, true, false);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 256];
+    for i in 0..500 {
+        client
+            .send_to(format!("d{i}").as_bytes(), run.udp.unwrap())
+            .unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(format!("d{i}|").as_bytes()));
+    }
+    let c = run.stop();
+    assert_eq!(c.udp_datagrams_out, 500);
+}
+
+#[test]
+fn udp_bursts_with_send_to_sqes() {
+    udp_bursts(UdpSendOp::SendTo);
+}
+
+#[test]
+fn udp_bursts_with_exhausted_send_slots_fall_back_to_direct_send() {
+    udp_bursts_with(UdpSendOp::SendMsg, 2);
+}
+
+fn udp_bursts(op: UdpSendOp) {
+    udp_bursts_with(op, 128);
+}
+
+fn udp_bursts_with(op: UdpSendOp, send_slots: usize) {
     let cfg = SigConfig {
         udp_buf_count: 64,
-        udp_send_slots: 128,
+        udp_send_slots: send_slots,
+        udp_send_op: op,
         ..SigConfig::default()
     };
     let run = start(cfg, true, false, false);
@@ -593,4 +690,348 @@ fn oversized_datagram_is_counted_and_dropped_and_loop_goes_on() {
     let c = run.stop();
     assert_eq!(c.udp_recv_errors, 1);
     assert_eq!(c.udp_datagrams_in, 20);
+}
+
+#[test]
+fn tcp_max_connections_refuses_extra_connection() {
+    let cfg = SigConfig {
+        tcp_max_connections: 1,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, true, false);
+    let addr = run.tcp.unwrap();
+    let _a = TcpStream::connect(addr).unwrap();
+    assert!(matches!(conn_event(&run).2, ConnEvent::Accepted { .. }));
+    let mut b = TcpStream::connect(addr).unwrap();
+    b.set_read_timeout(Some(WAIT)).unwrap();
+    let r = b.read(&mut [0u8; 4]);
+    assert!(
+        matches!(r, Ok(0)) || r.is_err(),
+        "second connection must be closed, got {r:?}"
+    );
+    let c = run.stop();
+    assert_eq!((c.tcp_accepted, c.tcp_refused), (1, 1));
+}
+
+#[test]
+fn tcp_large_writes_to_slow_reader_arrive_complete_and_in_order() {
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let cfg = SigConfig {
+        tcp_max_buffered: 16 << 20,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, false, false);
+    const TOTAL: usize = 4 << 20;
+    let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<Vec<u8>> = data.chunks(64 << 10).map(|c| c.to_vec()).collect();
+    let (tx, rx) = mpsc::channel();
+    run.handle.send(Msg::StreamChunks(peer_addr, chunks, tx));
+    let results = rx.recv_timeout(WAIT).unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let (mut s, _) = peer.accept().unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::with_capacity(TOTAL);
+    let mut buf = vec![0u8; 100_000];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < TOTAL {
+        assert!(
+            Instant::now() < deadline,
+            "only {} bytes arrived",
+            got.len()
+        );
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed early");
+        got.extend_from_slice(&buf[..n]);
+        if got.len() < TOTAL / 4 {
+            // Slow at first so the kernel's send buffer fills and writes complete partially.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert!(got == data, "stream corrupted");
+    let c = run.stop();
+    assert_eq!(c.tcp_bytes_out, TOTAL as u64);
+    eprintln!("partial writes: {}", c.tcp_partial_writes);
+}
+
+#[test]
+fn tcp_unsent_bytes_over_limit_close_the_connection() {
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let cfg = SigConfig {
+        tcp_max_buffered: 64 << 10,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, false, false);
+    // Three 32 KiB sends within one handler call: no write can complete in between, the third passes 64 KiB.
+    let (tx, rx) = mpsc::channel();
+    run.handle.send(Msg::StreamChunks(
+        peer_addr,
+        vec![vec![b'q'; 32 << 10]; 3],
+        tx,
+    ));
+    let results = rx.recv_timeout(WAIT).unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(results[2].is_err(), "{results:?}");
+    let (id, _, ev) = conn_event(&run);
+    assert_eq!(Ok(id), results[0].clone());
+    assert_eq!(ev, ConnEvent::Closed(CloseReason::BufferLimit));
+    let c = run.stop();
+    assert_eq!(c.tcp_overflow_closed, 1);
+}
+
+/// A stand-in for TLS: greets on connect (like a handshake flight) and XORs every byte both ways.
+struct XorLayer;
+
+impl StreamLayer for XorLayer {
+    fn on_connected(&mut self, wire_out: &mut Vec<u8>) -> Result<(), LayerError> {
+        wire_out.extend_from_slice(b"HELLO\n");
+        Ok(())
+    }
+    fn read_wire(
+        &mut self,
+        wire: &[u8],
+        app_in: &mut StreamBuf,
+        _wire_out: &mut Vec<u8>,
+    ) -> Result<(), LayerError> {
+        if wire.contains(&0) {
+            return Err(LayerError("bad record".into()));
+        }
+        let plain: Vec<u8> = wire.iter().map(|b| b ^ 0x5a).collect();
+        app_in.extend_from_slice(&plain);
+        Ok(())
+    }
+    fn write_app(&mut self, app: &[u8], wire_out: &mut Vec<u8>) -> Result<(), LayerError> {
+        wire_out.extend(app.iter().map(|b| b ^ 0x5a));
+        Ok(())
+    }
+}
+
+#[test]
+fn tls_listener_runs_bytes_through_the_layer_both_ways() {
+    let mut sig = SigLoop::<Msg>::new(SigConfig::default()).unwrap();
+    let id = sig.bind_tls("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = sig.local_addr(id).unwrap();
+    sig.set_tls_layer(Box::new(|ctx: &LayerContext| {
+        assert!(!ctx.outbound);
+        Ok(Box::new(XorLayer) as Box<dyn StreamLayer>)
+    }));
+    let handle = sig.handle();
+    let (tx, seen) = mpsc::channel();
+    let handler = TestHandler {
+        out: tx,
+        start: Instant::now(),
+        tick: None,
+        echo_tcp: true,
+    };
+    let thread = std::thread::spawn(move || sig.run(handler));
+    let run = Running {
+        handle,
+        thread,
+        seen,
+        udp: None,
+        tcp: Some(addr),
+    };
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut hello = [0u8; 6];
+    s.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello, b"HELLO\n", "the layer speaks first");
+    let (cid, _, ev) = conn_event(&run);
+    assert!(matches!(ev, ConnEvent::Accepted { .. }));
+    let enc: Vec<u8> = b"5:hello".iter().map(|b| b ^ 0x5a).collect();
+    s.write_all(&enc).unwrap();
+    let (fid, _, f) = frame(&run);
+    assert_eq!(
+        (fid, f),
+        (cid, b"5:hello".to_vec()),
+        "the handler sees decoded bytes"
+    );
+    let mut back = vec![0u8; enc.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, enc, "the echo went out encoded");
+    // A layer error closes the connection.
+    s.write_all(&[0u8]).unwrap();
+    let (_, _, ev) = conn_event(&run);
+    assert_eq!(ev, ConnEvent::Closed(CloseReason::LayerError));
+    run.stop();
+}
+
+#[test]
+fn several_listeners_answer_from_their_own_address() {
+    let mut sig = SigLoop::<Msg>::new(SigConfig::default()).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let u1 = sig.bind_udp(any).unwrap();
+    let t = sig.bind_tcp(any).unwrap();
+    let u2 = sig.bind_udp(any).unwrap();
+    let (a1, at, a2) = (
+        sig.local_addr(u1).unwrap(),
+        sig.local_addr(t).unwrap(),
+        sig.local_addr(u2).unwrap(),
+    );
+    let handle = sig.handle();
+    let (tx, seen) = mpsc::channel();
+    let handler = TestHandler {
+        out: tx,
+        start: Instant::now(),
+        tick: None,
+        echo_tcp: false,
+    };
+    let thread = std::thread::spawn(move || sig.run(handler));
+    let run = Running {
+        handle,
+        thread,
+        seen,
+        udp: Some(a1),
+        tcp: Some(at),
+    };
+    let client = UdpSocket::bind(any).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 256];
+    for _ in 0..3 {
+        for server in [a2, a1] {
+            client.send_to(b"ping", server).unwrap();
+            let (_, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, server);
+        }
+    }
+    let _s = TcpStream::connect(at).unwrap();
+    assert_eq!(conn_event(&run).2, ConnEvent::Accepted { listener: t });
+    let c = run.stop();
+    assert_eq!(c.udp_datagrams_in, 6);
+}
+
+#[test]
+fn many_connections_come_and_go_and_ids_are_never_reused_while_alive() {
+    let run = start(SigConfig::default(), false, true, false);
+    let addr = run.tcp.unwrap();
+    let mut all_ids = HashSet::new();
+    for round in 0..2 {
+        let mut socks: Vec<TcpStream> =
+            (0..40).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let mut ids = HashSet::new();
+        for _ in 0..socks.len() {
+            let (id, _, ev) = conn_event(&run);
+            assert!(matches!(ev, ConnEvent::Accepted { .. }));
+            assert!(ids.insert(id));
+        }
+        for (i, s) in socks.iter_mut().enumerate() {
+            let mut bytes = Vec::new();
+            for m in 0..10 {
+                let body = format!("r{round}c{i}m{m}");
+                bytes.extend_from_slice(format!("{}:{body}", body.len()).as_bytes());
+            }
+            // Uneven splits so frames straddle reads.
+            for chunk in bytes.chunks(7 + i % 5) {
+                s.write_all(chunk).unwrap();
+            }
+        }
+        let mut frames = HashSet::new();
+        while frames.len() < 400 {
+            let (id, _, f) = frame(&run);
+            assert!(ids.contains(&id));
+            assert!(frames.insert(f));
+        }
+        drop(socks);
+        let mut closed = 0;
+        while closed < 40 {
+            let (id, _, ev) = conn_event(&run);
+            assert_eq!(ev, ConnEvent::Closed(CloseReason::PeerClosed));
+            assert!(ids.contains(&id));
+            closed += 1;
+        }
+        for id in ids {
+            assert!(all_ids.insert(id), "a connection id was handed out twice");
+        }
+        // The snapshot is published at the end of the loop iteration that delivered the events.
+        let deadline = Instant::now() + WAIT;
+        while run.handle.counters().tcp_open != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "tcp_open stays {}",
+                run.handle.counters().tcp_open
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let c = run.stop();
+    assert_eq!(c.tcp_accepted, 80);
+    assert_eq!(c.tcp_peer_closed, 80);
+}
+
+#[test]
+fn tcp_connect_that_hangs_times_out() {
+    // A listener with a full accept queue drops further SYNs, so a connect to it hangs.
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let cfg = SigConfig {
+        tcp_connect_timeout: Duration::from_millis(300),
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, false, false);
+    let (tx, rx) = mpsc::channel();
+    let t0 = Instant::now();
+    run.handle.send(Msg::StreamTo(addr, b"1:x".to_vec(), tx));
+    let id = rx.recv_timeout(WAIT).unwrap().unwrap();
+    let (cid, _, ev) = conn_event(&run);
+    assert_eq!(cid, id);
+    assert_eq!(
+        ev,
+        ConnEvent::Closed(CloseReason::ConnectFailed(libc::ETIMEDOUT))
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(fillers);
+    let c = run.stop();
+    assert_eq!(c.tcp_connect_failed, 1);
+}
+
+#[test]
+fn udp_ring_exhaustion_rearms_and_loses_nothing() {
+    let cfg = SigConfig {
+        udp_buf_count: 4,
+        ..SigConfig::default()
+    };
+    let run = start(cfg, true, false, false);
+    let server = run.udp.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    // The answers to the whole backlog come in one burst: room for all of them.
+    socket2::SockRef::from(&client)
+        .set_recv_buffer_size(4 << 20)
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    run.handle.send(Msg::Sleep(Duration::from_millis(100), tx));
+    rx.recv_timeout(WAIT).unwrap();
+    // 300 datagrams arrive while the loop sleeps: far more than the 4 buffers.
+    for i in 0..300 {
+        client.send_to(format!("q{i}").as_bytes(), server).unwrap();
+    }
+    let mut got = HashSet::new();
+    let mut buf = [0u8; 256];
+    while got.len() < 300 {
+        let (n, _) = client.recv_from(&mut buf).expect("every datagram answered");
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        got.insert(text.split('|').next().unwrap().to_string());
+    }
+    let c = run.stop();
+    assert_eq!(c.udp_datagrams_in, 300);
+    assert!(
+        c.udp_no_buffers > 0,
+        "the multishot receive should have run out of buffers and been re-armed"
+    );
 }

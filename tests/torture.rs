@@ -258,6 +258,9 @@ fn wsinv_values() {
     assert_eq!(from.tag(), Some(&b"98asjd8"[..]));
     assert_eq!(from.display, Some(&b"J Rosenberg \\\\\\\""[..]));
     assert_eq!(m.max_forwards(), Some(68));
+    assert_eq!(m.branch(), Some(&b"390skdjuw"[..]));
+    assert_eq!(m.from_tag(), Some(&b"98asjd8"[..]));
+    assert_eq!(m.to_tag(), Some(&b"1918181833n"[..]));
     assert_eq!(m.cseq().seq, 9);
     assert_eq!(m.cseq().method, Method::Invite);
     let branches: Vec<_> = m.vias().map(|v| v.branch().unwrap()).collect();

@@ -7,8 +7,8 @@
 //!
 //! Header values are untrusted: every malformed input is a typed error.
 
-use crate::config::{DigestAlgorithm, InboundAuth, User};
-use hmac::{Hmac, Mac};
+use crate::config::{Credentials, DigestAlgorithm, InboundAuth, User};
+use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -296,6 +296,89 @@ pub fn authorization(ch: &Challenge, r: &ClientRequest<'_>) -> String {
         let _ = write!(h, ", opaque={}", quote(o));
     }
     h
+}
+
+/// Why the client side will not answer a challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClientAuthError {
+    #[error("no usable digest challenge: {0}")]
+    Header(#[from] DigestError),
+    #[error("challenge for a realm we have no credentials for")]
+    OtherRealm,
+    /// Challenged again (not `stale`) right after answering: the credentials are wrong; stop, do not loop.
+    #[error("credentials rejected")]
+    Rejected,
+    #[error("no challenge given")]
+    NoChallenge,
+}
+
+/// A trunk's outbound credentials and the challenge they currently answer (one per dialog or per trunk:
+/// the caller decides). Counts `nc` for requests that reuse a nonce.
+#[derive(Debug, Clone)]
+pub struct DigestClient {
+    creds: Credentials,
+    current: Option<Challenge>,
+    nc: u32,
+}
+
+impl DigestClient {
+    pub fn new(creds: &Credentials) -> Self {
+        DigestClient {
+            creds: creds.clone(),
+            current: None,
+            nc: 0,
+        }
+    }
+
+    /// A 401/407 arrived with these `WWW-Authenticate`/`Proxy-Authenticate` values, in header order. The first
+    /// usable one is taken (RFC 8760: the server lists its preferred algorithm first).
+    pub fn on_challenge(&mut self, values: &[&str]) -> Result<(), ClientAuthError> {
+        let mut last_err = ClientAuthError::NoChallenge;
+        for v in values {
+            match Challenge::parse(v) {
+                Ok(ch) => {
+                    if self.creds.realm.as_ref().is_some_and(|r| *r != ch.realm) {
+                        last_err = ClientAuthError::OtherRealm;
+                        continue;
+                    }
+                    if self.nc > 0 && !ch.stale {
+                        // Give up on this request; the next one starts afresh.
+                        self.current = None;
+                        self.nc = 0;
+                        return Err(ClientAuthError::Rejected);
+                    }
+                    self.current = Some(ch);
+                    self.nc = 0;
+                    return Ok(());
+                }
+                Err(e) => last_err = ClientAuthError::Header(e),
+            }
+        }
+        Err(last_err)
+    }
+
+    /// The credentials header for a request, or `None` before any challenge. Each call uses the next `nc`.
+    pub fn authorization(&mut self, method: &str, uri: &str, cnonce: &str) -> Option<String> {
+        let ch = self.current.as_ref()?;
+        self.nc = self.nc.saturating_add(1);
+        Some(authorization(
+            ch,
+            &ClientRequest {
+                username: &self.creds.username,
+                password: &self.creds.password,
+                method,
+                uri,
+                cnonce,
+                nc: self.nc,
+            },
+        ))
+    }
+
+    /// The request was accepted: a later 401 for a fresh nonce is a new challenge, not a rejection.
+    pub fn on_success(&mut self) {
+        self.nc = 0;
+        self.current = None;
+    }
 }
 
 /// Why a request's credentials were refused.
@@ -659,6 +742,39 @@ mod tests {
             s.verify(&a, "INVITE", "sip:+18005551234@sbc.example.com", 1000),
             Err(AuthError::AlgorithmMismatch)
         );
+    }
+
+    #[test]
+    fn client_answers_once_and_stops_on_rejection() {
+        let mut srv = server(DigestAlgorithm::Sha256);
+        let uri = "sip:+18005551234@sbc.example.com";
+        let mut c = DigestClient::new(&Credentials {
+            username: "pbx".into(),
+            password: "s3cret".into(),
+            realm: Some("sbc.example.com".into()),
+        });
+        assert_eq!(c.authorization("INVITE", uri, "x"), None);
+        let other = "Digest realm=\"elsewhere\", nonce=\"n\", qop=\"auth\"";
+        assert_eq!(c.on_challenge(&[other]), Err(ClientAuthError::OtherRealm));
+        let chal = srv.challenge(1000, false);
+        c.on_challenge(&["Basic realm=x", other, &chal]).unwrap();
+        let a1 = c.authorization("INVITE", uri, "cn").unwrap();
+        assert!(a1.contains("nc=00000001"));
+        assert_eq!(srv.verify(&a1, "INVITE", uri, 1000).as_deref(), Ok("pbx"));
+        let a2 = c.authorization("BYE", uri, "cn").unwrap();
+        assert!(a2.contains("nc=00000002"));
+        assert_eq!(srv.verify(&a2, "BYE", uri, 1000).as_deref(), Ok("pbx"));
+        // Challenged again without stale: wrong credentials, do not answer again.
+        assert_eq!(
+            c.on_challenge(&[&srv.challenge(1001, false)]),
+            Err(ClientAuthError::Rejected)
+        );
+        // A stale challenge is answered with the fresh nonce.
+        c.on_challenge(&[&chal]).unwrap();
+        c.authorization("INVITE", uri, "cn").unwrap();
+        c.on_challenge(&[&srv.challenge(2000, true)]).unwrap();
+        let a3 = c.authorization("INVITE", uri, "cn").unwrap();
+        assert_eq!(srv.verify(&a3, "INVITE", uri, 2000).as_deref(), Ok("pbx"));
     }
 
     proptest! {

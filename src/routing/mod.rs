@@ -1,5 +1,5 @@
 //! Routing, sans-IO: which trunk a request comes from, how its numbers are rewritten, where it goes, which
-//! target of that trunk to try, digest authentication, and call admission.
+//! target of that trunk to try, digest authentication, call admission, and per-source protection.
 //!
 //! [`Routing`] is immutable and built once per config (regexes compiled at load); swap it whole on reload.
 //! Mutable per-trunk state ([`targets::TrunkTargets`], [`admission::Admission`], [`digest::DigestServer`])
@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod admission;
 pub mod digest;
+pub mod guard;
 pub mod numbers;
 pub mod route;
 pub mod targets;

@@ -42,6 +42,8 @@ counters! {
     udp_send_errors,
     tcp_bytes_in,
     tcp_bytes_out,
+    /// Writes the kernel completed only in part (the rest was resubmitted).
+    tcp_partial_writes,
     /// Connections currently open (gauge).
     tcp_open,
     tcp_accepted,

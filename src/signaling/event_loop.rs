@@ -16,7 +16,7 @@ use super::counters::Counters;
 use super::dns::{DnsConfig, DnsError, DnsHelper, DnsQuery, DnsRequestId};
 use super::handler::{CloseReason, ConnEvent, ConnId, ListenerId, SipHandler, Transport};
 use super::shared::{Control, LoopHandle, Shared};
-use super::stream::{PlainLayer, StreamBuf, StreamLayer};
+use super::stream::{LayerContext, LayerFactory, PlainLayer, StreamBuf, StreamLayer};
 use super::timer::{TimerToken, TimerWheel};
 use super::udp::{
     BufRing, NAME_LEN, RECVMSG_OUT_HDR, RecvHdr, SendPool, read_sockaddr, write_sockaddr,
@@ -41,12 +41,31 @@ pub struct SigConfig {
     pub tcp_max_buffered: usize,
     /// Close a connection without traffic in either direction for this long.
     pub tcp_idle_timeout: Duration,
+    /// Give up on an outbound connect after this long (`ConnectFailed(ETIMEDOUT)`).
+    pub tcp_connect_timeout: Duration,
     /// Open connections (accepted and outbound) in total.
     pub tcp_max_connections: usize,
     /// Accepted connections per source IP.
     pub tcp_max_per_source: usize,
     /// Listen backlog.
     pub tcp_backlog: i32,
+    /// Which SQE carries a UDP send.
+    pub udp_send_op: UdpSendOp,
+    /// When > 0 (and the kernel has min-wait, 6.12+): after the first completion, wait up to this many µs
+    /// for more (up to 64) before running the batch. Trades that much latency for fewer wake-ups under load.
+    pub batch_wait_usec: u32,
+    /// IORING_SETUP_DEFER_TASKRUN (completions processed only when the loop enters the ring) instead of
+    /// COOP_TASKRUN.
+    pub defer_taskrun: bool,
+}
+
+/// The io_uring operation used for UDP sends (both are batched: queued during a batch, submitted together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpSendOp {
+    /// IORING_OP_SENDMSG with a per-slot msghdr.
+    SendMsg,
+    /// IORING_OP_SEND with a destination address (kernel 6.0+): no msghdr for the kernel to copy in.
+    SendTo,
 }
 
 impl Default for SigConfig {
@@ -60,9 +79,13 @@ impl Default for SigConfig {
             tcp_read_buf: 16 << 10,
             tcp_max_buffered: 256 << 10,
             tcp_idle_timeout: Duration::from_secs(600),
+            tcp_connect_timeout: Duration::from_secs(5),
             tcp_max_connections: 10_000,
             tcp_max_per_source: 64,
             tcp_backlog: 1024,
+            udp_send_op: UdpSendOp::SendMsg,
+            defer_taskrun: true,
+            batch_wait_usec: 0,
         }
     }
 }
@@ -84,6 +107,8 @@ pub enum SendError {
     Unsupported(Transport),
     #[error("submission queue full")]
     QueueFull,
+    #[error("stream layer refused to start")]
+    Layer,
     #[error("socket error {0}")]
     Os(i32),
 }
@@ -107,7 +132,8 @@ fn ud_split(v: u64) -> (u64, u32) {
 
 enum ListenerSock {
     Udp(std::net::UdpSocket),
-    Tcp(std::net::TcpListener),
+    /// A stream listener; `Tls` ones wrap accepted connections in the TLS layer.
+    Tcp(std::net::TcpListener, Transport),
 }
 
 struct Listener {
@@ -119,7 +145,7 @@ impl Listener {
     fn fd(&self) -> RawFd {
         match &self.sock {
             ListenerSock::Udp(s) => s.as_raw_fd(),
-            ListenerSock::Tcp(s) => s.as_raw_fd(),
+            ListenerSock::Tcp(s, _) => s.as_raw_fd(),
         }
     }
 }
@@ -127,6 +153,8 @@ impl Listener {
 /// Receive side of one UDP listener; kept apart from [`Core`] so the handler can borrow a datagram while
 /// `Io` borrows the core.
 struct UdpRx {
+    /// Position in the loop's `udp_rx` list; completions carry it.
+    index: u32,
     listener: ListenerId,
     fd: RawFd,
     ring: BufRing,
@@ -150,7 +178,7 @@ pub(crate) struct Core {
     events: VecDeque<(ConnId, SocketAddr, ConnEvent)>,
     counters: Counters,
     dns: Option<DnsHelper>,
-    dns_config: Option<DnsConfig>,
+    tls_layer: Option<LayerFactory>,
     stopping: bool,
     eventfd_buf: Box<u64>,
     shared: Arc<Shared>,
@@ -214,26 +242,35 @@ impl Io<'_> {
             .map(|c| c.peer)
     }
 
+    /// Transport of a live connection (TCP or TLS).
+    pub fn transport_of(&self, conn: ConnId) -> Option<Transport> {
+        self.core
+            .conns
+            .get(conn)
+            .filter(|c| c.state != ConnState::Closing)
+            .map(|c| c.transport)
+    }
+
     /// Closes a connection; a `Closed(Local)` event follows.
     pub fn close(&mut self, conn: ConnId) {
         self.core.begin_close(self.ring, conn, CloseReason::Local);
     }
 
     /// Arms a timer `after` from now; `data` comes back in `on_timer`.
+    /// Never fires before `now() + after`; at most ~1 ms plus wake-up latency after it.
     pub fn set_timer(&mut self, after: Duration, data: u64) -> TimerToken {
-        let ms = after
-            .as_nanos()
-            .div_ceil(1_000_000)
-            .min(u128::from(u64::MAX / 2)) as u64;
-        self.core.timers.insert(self.core.now_ms + ms, data)
+        let ms = ms_ceil(
+            self.core
+                .now
+                .duration_since(self.core.origin)
+                .saturating_add(after),
+        );
+        self.core.timers.insert(ms, data)
     }
 
-    /// Arms a timer for an absolute time.
+    /// Arms a timer for an absolute time (rounded up to the wheel's millisecond).
     pub fn set_timer_at(&mut self, at: Instant, data: u64) -> TimerToken {
-        let ms = at
-            .saturating_duration_since(self.core.origin)
-            .as_nanos()
-            .div_ceil(1_000_000) as u64;
+        let ms = ms_ceil(at.saturating_duration_since(self.core.origin));
         self.core.timers.insert(ms, data)
     }
 
@@ -306,10 +343,16 @@ impl Core {
         };
         let fd = sock.as_raw_fd();
         match self.send_pool.prepare(&dst, data) {
-            Some((slot, msg)) => {
-                let e = opcode::SendMsg::new(types::Fd(fd), msg)
-                    .build()
-                    .user_data(ud(K_UDP_SEND, slot));
+            Some(p) => {
+                let slot = p.slot;
+                let e = match self.cfg.udp_send_op {
+                    UdpSendOp::SendMsg => opcode::SendMsg::new(types::Fd(fd), p.msg).build(),
+                    UdpSendOp::SendTo => opcode::Send::new(types::Fd(fd), p.buf, p.len)
+                        .dest_addr(p.addr)
+                        .dest_addr_len(p.addr_len)
+                        .build(),
+                }
+                .user_data(ud(K_UDP_SEND, slot));
                 if let Err(e) = push_sqe(ring, &e) {
                     self.send_pool.release(slot);
                     self.counters.udp_send_errors += 1;
@@ -340,16 +383,32 @@ impl Core {
         }
     }
 
+    /// The layer for a new connection: plain for TCP, the configured factory's for TLS.
+    fn make_layer(
+        &mut self,
+        transport: Transport,
+        ctx: &LayerContext,
+    ) -> Result<Box<dyn StreamLayer>, SendError> {
+        match transport {
+            Transport::Tcp => Ok(Box::new(PlainLayer)),
+            Transport::Tls => match self.tls_layer.as_mut() {
+                Some(f) => f(ctx).map_err(|_| SendError::Layer),
+                None => Err(SendError::Unsupported(transport)),
+            },
+            Transport::Udp => Err(SendError::Unsupported(transport)),
+        }
+    }
+
     fn new_conn(
         &self,
         fd: OwnedFd,
         peer: SocketAddr,
         transport: Transport,
         outbound: bool,
+        layer: Box<dyn StreamLayer>,
     ) -> Conn {
         // SAFETY: all-zero is a valid sockaddr_storage.
         let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let layer: Box<dyn StreamLayer> = Box::new(PlainLayer);
         Conn {
             fd,
             peer,
@@ -378,7 +437,7 @@ impl Core {
     }
 
     fn arm_idle(&mut self, id: ConnId, at_ms: u64) {
-        let token = self.idle.insert(at_ms, pack_conn(id));
+        let token = self.idle.insert(at_ms, id.to_u64());
         if let Some(c) = self.conns.get_mut(id) {
             c.idle_timer = Some(token);
         }
@@ -399,9 +458,22 @@ impl Core {
             self.counters.tcp_refused += 1;
             return;
         }
+        let transport = match self.listeners.get(usize::from(listener.0)).map(|l| &l.sock) {
+            Some(ListenerSock::Tcp(_, t)) => *t,
+            _ => Transport::Tcp,
+        };
+        let ctx = LayerContext {
+            peer,
+            outbound: false,
+            listener: Some(listener),
+        };
+        let Ok(layer) = self.make_layer(transport, &ctx) else {
+            self.counters.tcp_errors += 1;
+            return;
+        };
         let _ = sref.set_tcp_nodelay(true);
         *self.per_source.entry(peer.ip()).or_insert(0) += 1;
-        let mut conn = self.new_conn(sock, peer, Transport::Tcp, false);
+        let mut conn = self.new_conn(sock, peer, transport, false, layer);
         conn.counted_source = true;
         let id = self.conns.insert(conn);
         self.counters.tcp_accepted += 1;
@@ -432,12 +504,15 @@ impl Core {
         dst: SocketAddr,
         transport: Transport,
     ) -> Result<ConnId, SendError> {
-        if transport != Transport::Tcp {
-            return Err(SendError::Unsupported(transport));
-        }
         if self.conns.live >= self.cfg.tcp_max_connections {
             return Err(SendError::TooManyConnections);
         }
+        let ctx = LayerContext {
+            peer: dst,
+            outbound: true,
+            listener: None,
+        };
+        let layer = self.make_layer(transport, &ctx)?;
         let os = |e: io::Error| SendError::Os(e.raw_os_error().unwrap_or(0));
         let sock = socket2::Socket::new(
             socket2::Domain::for_address(dst),
@@ -446,7 +521,7 @@ impl Core {
         )
         .map_err(os)?;
         let _ = sock.set_tcp_nodelay(true);
-        let mut conn = self.new_conn(OwnedFd::from(sock), dst, transport, true);
+        let mut conn = self.new_conn(OwnedFd::from(sock), dst, transport, true, layer);
         conn.state = ConnState::Connecting;
         conn.connecting = true;
         conn.connect_len = write_sockaddr(&dst, &mut conn.connect_addr);
@@ -468,7 +543,9 @@ impl Core {
         }
         self.counters.tcp_open += 1;
         self.outbound.insert((dst, transport), id);
-        self.arm_idle(id, self.now_ms + self.idle_ms());
+        // The same timer serves as connect timeout; once connected it re-arms for the idle time.
+        let connect_ms = ms_ceil(self.cfg.tcp_connect_timeout).min(self.idle_ms());
+        self.arm_idle(id, self.now_ms + connect_ms);
         Ok(id)
     }
 
@@ -619,6 +696,9 @@ impl Core {
             return;
         }
         c.tx_off += res as usize;
+        if c.tx_off < c.tx_inflight.len() {
+            self.counters.tcp_partial_writes += 1;
+        }
         c.last_activity_ms = self.now_ms;
         self.counters.tcp_bytes_out += res as u64;
         self.start_write(ring, id);
@@ -647,7 +727,7 @@ impl Core {
     }
 
     fn idle_fired(&mut self, ring: &mut IoUring, data: u64) {
-        let id = unpack_conn(data);
+        let id = ConnId::from_u64(data);
         let idle_ms = self.idle_ms();
         let now_ms = self.now_ms;
         let Some(c) = self.conns.get_mut(id) else {
@@ -655,6 +735,11 @@ impl Core {
         };
         c.idle_timer = None;
         if c.state == ConnState::Closing {
+            return;
+        }
+        if c.state == ConnState::Connecting {
+            self.counters.tcp_connect_failed += 1;
+            self.begin_close(ring, id, CloseReason::ConnectFailed(libc::ETIMEDOUT));
             return;
         }
         let due = c.last_activity_ms + idle_ms;
@@ -677,15 +762,11 @@ impl Core {
     }
 }
 
-fn pack_conn(id: ConnId) -> u64 {
-    (u64::from(id.generation) << 32) | u64::from(id.index)
-}
-
-fn unpack_conn(v: u64) -> ConnId {
-    ConnId {
-        index: v as u32,
-        generation: (v >> 32) as u32,
-    }
+/// Milliseconds rounded up, so a timer never fires early; capped far beyond any real deadline.
+fn ms_ceil(d: Duration) -> u64 {
+    d.as_nanos()
+        .div_ceil(1_000_000)
+        .min(u128::from(u64::MAX / 2)) as u64
 }
 
 /// The signaling loop before it runs: bind listeners, configure DNS, take a handle, then [`SigLoop::run`] on
@@ -717,7 +798,7 @@ impl<M: Send + 'static> SigLoop<M> {
                 events: VecDeque::with_capacity(256),
                 counters: Counters::default(),
                 dns: None,
-                dns_config: None,
+                tls_layer: None,
                 stopping: false,
                 eventfd_buf: Box::new(0),
                 shared,
@@ -750,6 +831,7 @@ impl<M: Send + 'static> SigLoop<M> {
         let ring = BufRing::new(self.core.cfg.udp_buf_count, buf_size, id.0)?;
         let msghdr = RecvHdr::new();
         self.udp_rx.push(UdpRx {
+            index: self.udp_rx.len() as u32,
             listener: id,
             fd: sock.as_raw_fd(),
             ring,
@@ -765,6 +847,22 @@ impl<M: Send + 'static> SigLoop<M> {
 
     /// Binds a TCP listener.
     pub fn bind_tcp(&mut self, addr: SocketAddr) -> io::Result<ListenerId> {
+        self.bind_stream(addr, Transport::Tcp)
+    }
+
+    /// Binds a TLS listener: accepted connections get a layer from the factory set with
+    /// [`SigLoop::set_tls_layer`] (without one they are closed at once and counted in `tcp_errors`).
+    pub fn bind_tls(&mut self, addr: SocketAddr) -> io::Result<ListenerId> {
+        self.bind_stream(addr, Transport::Tls)
+    }
+
+    /// Installs the factory that builds the layer (e.g. a rustls session) of every TLS connection, inbound
+    /// and outbound (`Io::send_stream_to(.., Transport::Tls, ..)`).
+    pub fn set_tls_layer(&mut self, factory: LayerFactory) {
+        self.core.tls_layer = Some(factory);
+    }
+
+    fn bind_stream(&mut self, addr: SocketAddr, transport: Transport) -> io::Result<ListenerId> {
         let id = self.next_listener_id()?;
         let sock = socket2::Socket::new(
             socket2::Domain::for_address(addr),
@@ -777,7 +875,7 @@ impl<M: Send + 'static> SigLoop<M> {
         let sock: std::net::TcpListener = sock.into();
         let local = sock.local_addr()?;
         self.core.listeners.push(Listener {
-            sock: ListenerSock::Tcp(sock),
+            sock: ListenerSock::Tcp(sock, transport),
             local,
         });
         Ok(id)
@@ -788,9 +886,11 @@ impl<M: Send + 'static> SigLoop<M> {
         self.core.listeners.get(usize::from(id.0)).map(|l| l.local)
     }
 
-    /// Enables `Io::resolve`; the helper thread starts with the loop.
-    pub fn with_dns(&mut self, cfg: DnsConfig) {
-        self.core.dns_config = Some(cfg);
+    /// Enables `Io::resolve`: starts the DNS helper thread now (so a bad resolver configuration fails here,
+    /// not on the signaling thread).
+    pub fn with_dns(&mut self, cfg: DnsConfig) -> io::Result<()> {
+        self.core.dns = Some(DnsHelper::start(cfg, self.core.shared.clone())?);
+        Ok(())
     }
 
     /// A handle for other threads: send messages, stop, read counters.
@@ -809,19 +909,16 @@ impl<M: Send + 'static> SigLoop<M> {
             mut udp_rx,
             messages,
         } = self;
-        if let Some(cfg) = core.dns_config.take() {
-            core.dns = Some(DnsHelper::start(cfg, core.shared.clone())?);
-        }
         core.origin = Instant::now();
         core.update_now();
         // Declared after the buffers it points into, so it is dropped (and every operation cancelled) first.
-        let mut ring = make_ring(core.cfg.ring_entries)?;
+        let mut ring = make_ring(core.cfg.ring_entries, core.cfg.defer_taskrun)?;
         for rx in &udp_rx {
             rx.ring.register(&ring.submitter())?;
             arm_udp(&mut ring, rx).map_err(|_| io::Error::other("submission queue full"))?;
         }
         for (i, l) in core.listeners.iter().enumerate() {
-            if matches!(l.sock, ListenerSock::Tcp(_)) {
+            if matches!(l.sock, ListenerSock::Tcp(..)) {
                 arm_accept(&mut ring, l.fd(), i as u32)
                     .map_err(|_| io::Error::other("submission queue full"))?;
             }
@@ -831,6 +928,11 @@ impl<M: Send + 'static> SigLoop<M> {
             .map_err(|_| io::Error::other("submission queue full"))?;
 
         let batch = (core.cfg.ring_entries as usize * 4).max(64);
+        let batch_wait = if ring.params().is_feature_min_timeout() {
+            core.cfg.batch_wait_usec
+        } else {
+            0
+        };
         let mut cqes: Vec<cqueue::Entry> = Vec::with_capacity(batch);
         let mut fired: Vec<(TimerToken, u64)> = Vec::with_capacity(256);
         loop {
@@ -840,6 +942,16 @@ impl<M: Send + 'static> SigLoop<M> {
                 || !ring.completion().is_empty();
             let r = if busy {
                 ring.submit()
+            } else if batch_wait > 0 {
+                // Once something arrived, wait up to `batch_wait` µs for more (up to 64) before running.
+                let args = types::SubmitArgs::new().min_wait_usec(batch_wait);
+                match core.next_wakeup() {
+                    Some(d) => {
+                        let ts = types::Timespec::from(d);
+                        ring.submitter().submit_with_args(64, &args.timespec(&ts))
+                    }
+                    None => ring.submitter().submit_with_args(64, &args),
+                }
             } else {
                 match core.next_wakeup() {
                     Some(d) => {
@@ -966,7 +1078,7 @@ impl<M: Send + 'static> SigLoop<M> {
                     core.begin_close(&mut ring, id, CloseReason::Local);
                 }
                 dispatch_events(&mut core, &mut ring, &mut handler);
-                let _ = ring.submit();
+                drain_ring(&mut ring);
                 core.shared.publish(&core.counters);
                 break;
             }
@@ -997,7 +1109,7 @@ fn on_udp_recv<H: SipHandler>(
     res: i32,
     flags: u32,
 ) {
-    let Some(rx) = udp_rx.iter_mut().find(|r| u32::from(r.listener.0) == index) else {
+    let Some(rx) = udp_rx.get_mut(index as usize) else {
         return;
     };
     if !cqueue::more(flags) {
@@ -1102,22 +1214,51 @@ fn on_read<H: SipHandler>(
     }
 }
 
-fn make_ring(entries: u32) -> io::Result<IoUring> {
+/// Cancels every operation and reaps completions until the ring is quiet (bounded), so no buffer is freed
+/// while the kernel could still write into it.
+fn drain_ring(ring: &mut IoUring) {
+    let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+        .build()
+        .user_data(ud(K_CANCEL, u32::MAX));
+    let _ = push_sqe(ring, &cancel);
+    let ts = types::Timespec::from(Duration::from_millis(10));
+    for _ in 0..50 {
+        let r = ring
+            .submitter()
+            .submit_with_args(1, &types::SubmitArgs::new().timespec(&ts));
+        let reaped = ring.completion().count();
+        if reaped == 0 && matches!(r, Err(ref e) if e.raw_os_error() == Some(libc::ETIME)) {
+            break;
+        }
+    }
+}
+
+fn make_ring(entries: u32, defer_taskrun: bool) -> io::Result<IoUring> {
     let cq = entries.saturating_mul(4);
-    // DEFER_TASKRUN keeps completion work on this thread and batches it into our enters (kernel 6.1+); fall
-    // back to a plain ring on older kernels.
-    IoUring::builder()
-        .setup_cqsize(cq)
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-        .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
+    // DEFER_TASKRUN keeps completion work on this thread and batches it into our enters (kernel 6.1+); the
+    // alternative lets the kernel run it at any syscall exit, flagged cooperatively. Fall back to a plain ring
+    // on kernels that know neither.
+    let built = if defer_taskrun {
+        IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+    } else {
+        IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(entries)
+    };
+    built.or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))
 }
 
 fn arm_udp(ring: &mut IoUring, rx: &UdpRx) -> Result<(), SendError> {
     let e = opcode::RecvMsgMulti::new(types::Fd(rx.fd), &*rx.msghdr.0, rx.ring.bgid)
         .build()
-        .user_data(ud(K_UDP_RECV, u32::from(rx.listener.0)));
+        .user_data(ud(K_UDP_RECV, rx.index));
     push_sqe(ring, &e)
 }
 

@@ -20,12 +20,28 @@ pub struct ConnId {
     pub(crate) generation: u32,
 }
 
+impl ConnId {
+    /// A stable 64-bit form, e.g. to carry a connection in a timer's `data`. A forged or stale value only
+    /// ever names a dead connection (the generation will not match).
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// Inverse of [`ConnId::to_u64`].
+    pub fn from_u64(v: u64) -> Self {
+        Self {
+            index: v as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
+}
+
 /// SIP transports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     Udp,
     Tcp,
-    /// TLS over TCP: needs a TLS [`StreamLayer`](super::StreamLayer), not provided yet.
+    /// TLS over TCP: needs a layer factory (`SigLoop::set_tls_layer`); no TLS layer ships yet.
     Tls,
 }
 

@@ -25,8 +25,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new() -> std::io::Result<Self> {
+        // Blocking mode: the ring's read on it must wait (poll-armed) rather than fail with EAGAIN, which
+        // some kernels report for O_NONBLOCK files. Writers never block: the counter cannot realistically
+        // reach its 2^64-2 ceiling between two reads.
         // SAFETY: eventfd(2) takes no pointers; a non-negative return is a new fd we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -47,7 +50,7 @@ impl Shared {
         self.wake();
     }
 
-    /// Makes the loop's pending eventfd read complete. A full counter (EAGAIN) already means "awake".
+    /// Makes the loop's pending eventfd read complete.
     pub(crate) fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to our eventfd.

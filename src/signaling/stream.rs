@@ -2,6 +2,9 @@
 //! between socket bytes and SIP bytes (plain now, TLS later).
 
 use std::fmt;
+use std::net::SocketAddr;
+
+use super::handler::ListenerId;
 
 /// Received application bytes of one connection that the handler has not consumed yet.
 ///
@@ -118,6 +121,20 @@ pub trait StreamLayer: Send {
     /// Application bytes to send.
     fn write_app(&mut self, app: &[u8], wire_out: &mut Vec<u8>) -> Result<(), LayerError>;
 }
+
+/// What a [`LayerFactory`] knows about the connection it builds a layer for.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerContext {
+    pub peer: SocketAddr,
+    /// Opened by us (TLS client) rather than accepted (TLS server).
+    pub outbound: bool,
+    /// The listener that accepted it, for inbound connections.
+    pub listener: Option<ListenerId>,
+}
+
+/// Builds the layer of each TLS connection (set with `SigLoop::set_tls_layer`).
+pub type LayerFactory =
+    Box<dyn FnMut(&LayerContext) -> Result<Box<dyn StreamLayer>, LayerError> + Send>;
 
 /// Plain TCP: socket bytes are SIP bytes.
 #[derive(Debug, Default, Clone, Copy)]

@@ -147,6 +147,16 @@ pub(crate) struct SendSlot {
     pub(crate) buf: Vec<u8>,
 }
 
+/// Pointers into a filled send slot, for either a SENDMSG or a SEND-with-address SQE.
+pub(crate) struct PreparedSend {
+    pub(crate) slot: u32,
+    pub(crate) msg: *const libc::msghdr,
+    pub(crate) buf: *const u8,
+    pub(crate) len: u32,
+    pub(crate) addr: *const libc::sockaddr,
+    pub(crate) addr_len: libc::socklen_t,
+}
+
 /// Fixed pool of send slots. Boxed slice: slots never move, so the kernel's pointers stay valid.
 pub(crate) struct SendPool {
     slots: Box<[SendSlot]>,
@@ -178,11 +188,7 @@ impl SendPool {
 
     /// Fills a free slot with `data` for `dst` and returns its index and a pointer to its msghdr, or `None`
     /// when all slots are in flight.
-    pub(crate) fn prepare(
-        &mut self,
-        dst: &SocketAddr,
-        data: &[u8],
-    ) -> Option<(u32, *const libc::msghdr)> {
+    pub(crate) fn prepare(&mut self, dst: &SocketAddr, data: &[u8]) -> Option<PreparedSend> {
         let idx = self.free.pop()?;
         let slot = self.slots.get_mut(idx as usize)?;
         slot.buf.clear();
@@ -197,7 +203,14 @@ impl SendPool {
         slot.msg.msg_control = std::ptr::null_mut();
         slot.msg.msg_controllen = 0;
         slot.msg.msg_flags = 0;
-        Some((idx, &slot.msg as *const libc::msghdr))
+        Some(PreparedSend {
+            slot: idx,
+            msg: &slot.msg,
+            buf: slot.buf.as_ptr(),
+            len: slot.buf.len() as u32,
+            addr: (&slot.addr as *const libc::sockaddr_storage).cast(),
+            addr_len,
+        })
     }
 
     /// Returns a slot after its completion; gives back the datagram length it carried.

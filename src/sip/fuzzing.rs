@@ -25,9 +25,10 @@ pub fn summary<B: AsRef<[u8]>>(m: &Message<B>) -> String {
         .collect();
     let _ = write!(
         s,
-        "vias={vias:?}\nfrom={:?}\nto={:?}\ncall-id={:?}\ncseq={:?}\nmf={:?}\ncl={:?}\nbody={:?}\n",
+        "vias={vias:?}\nfrom={:?}\nto={:?}\nhot={:?}\ncall-id={:?}\ncseq={:?}\nmf={:?}\ncl={:?}\nbody={:?}\n",
         m.from().map(|f| (f.uri.raw, f.tag())),
         m.to().map(|t| (t.uri.raw, t.tag())),
+        (m.branch(), m.from_tag(), m.to_tag()),
         String::from_utf8_lossy(m.call_id()),
         m.cseq(),
         m.max_forwards(),
@@ -42,6 +43,10 @@ pub fn summary<B: AsRef<[u8]>>(m: &Message<B>) -> String {
 pub fn check_parse(data: &[u8]) {
     match Message::parse(data) {
         Ok(m) => {
+            // The values cached at parse time agree with the lazy parsers.
+            assert_eq!(m.branch(), m.top_via().and_then(|v| v.branch()));
+            assert_eq!(m.from_tag(), m.from().and_then(|f| f.tag()));
+            assert_eq!(m.to_tag(), m.to().and_then(|t| t.tag()));
             let mut out = Vec::with_capacity(data.len() + 64);
             m.write_to(&mut out);
             let again = match Message::parse(out.as_slice()) {
@@ -132,6 +137,6 @@ pub fn hot_fields(data: &[u8]) -> Option<HotFields> {
         m.call_id().to_vec(),
         cseq.seq,
         cseq.method.as_bytes().to_vec(),
-        m.top_via().and_then(|v| v.branch()).map(<[u8]>::to_vec),
+        m.branch().map(<[u8]>::to_vec),
     ))
 }

@@ -1,6 +1,7 @@
 //! Typed views of the header values an SBC reads. Each is parsed on demand from the raw value span and
 //! borrows from it; nothing here allocates.
 
+use super::scan::find;
 use super::scan::{
     CommaSplit, is_lws, is_token, is_token_str, parse_u64, quoted_len, trim_lws, trim_lws_start,
 };
@@ -104,7 +105,7 @@ impl<'a> NameAddr<'a> {
             }
             (Some(inner), v.len() - after.len())
         } else {
-            match memchr::memchr(b'<', v) {
+            match find(b'<', v) {
                 // A '<' after a ';' belongs to a parameter of an addr-spec.
                 Some(lt) if !v.get(..lt).unwrap_or_default().contains(&b';') => {
                     let d = trim_lws(v.get(..lt).unwrap_or_default());
@@ -137,7 +138,7 @@ impl<'a> NameAddr<'a> {
             });
         }
         let inside = v.get(uri_start + 1..).unwrap_or_default();
-        let gt = memchr::memchr(b'>', inside).ok_or(ValueError)?;
+        let gt = find(b'>', inside).ok_or(ValueError)?;
         let uri = Uri::parse(inside.get(..gt).unwrap_or_default())?;
         let params = parse_header_params(inside.get(gt + 1..).unwrap_or_default())?;
         Ok(NameAddr {
@@ -239,12 +240,7 @@ impl<'a> Via<'a> {
 
     /// The `received` address; RFC 5118 4.5: accepted with or without brackets around IPv6.
     pub fn received(&self) -> Option<IpAddr> {
-        let v = self.params.get(b"received").flatten()?;
-        let v = match v {
-            [b'[', inner @ .., b']'] => inner,
-            _ => v,
-        };
-        core::str::from_utf8(v).ok()?.parse().ok()
+        parse_ip_literal(self.params.get(b"received").flatten()?)
     }
 
     /// `None`: no rport; `Some(None)`: `;rport` requested; `Some(Some(p))`: filled in.
@@ -266,6 +262,21 @@ impl<'a> Via<'a> {
     pub fn has_rfc3261_branch(&self) -> bool {
         self.branch().is_some_and(|b| b.starts_with(b"z9hG4bK"))
     }
+}
+
+/// An IPv4 address or an IPv6 address with or without brackets.
+pub fn parse_ip_literal(v: &[u8]) -> Option<IpAddr> {
+    match v {
+        [b'[', inner @ .., b']'] => core::str::from_utf8(inner).ok()?.parse().ok(),
+        _ => match super::uri::parse_ipv4(v) {
+            Some(a) => Some(IpAddr::V4(a)),
+            None => core::str::from_utf8(v).ok()?.parse().ok(),
+        },
+    }
+}
+
+pub(crate) fn is_ip_literal(v: &[u8]) -> bool {
+    parse_ip_literal(v).is_some()
 }
 
 /// Iterates the comma-separated values of one Via header.
@@ -340,9 +351,9 @@ pub struct MediaType<'a> {
 impl<'a> MediaType<'a> {
     pub fn parse(value: &'a [u8]) -> Result<MediaType<'a>, ValueError> {
         let v = trim_lws(value);
-        let end = memchr::memchr(b';', v).unwrap_or(v.len());
+        let end = find(b';', v).unwrap_or(v.len());
         let mt = v.get(..end).unwrap_or_default();
-        let slash = memchr::memchr(b'/', mt).ok_or(ValueError)?;
+        let slash = find(b'/', mt).ok_or(ValueError)?;
         let kind = trim_lws(mt.get(..slash).unwrap_or_default());
         let subtype = trim_lws(mt.get(slash + 1..).unwrap_or_default());
         if !is_token_str(kind) || !is_token_str(subtype) {
@@ -371,7 +382,7 @@ pub struct SessionExpires<'a> {
 impl<'a> SessionExpires<'a> {
     pub fn parse(value: &'a [u8]) -> Result<SessionExpires<'a>, NumError> {
         let v = trim_lws(value);
-        let end = memchr::memchr(b';', v).unwrap_or(v.len());
+        let end = find(b';', v).unwrap_or(v.len());
         let delta = parse_number(
             trim_lws(v.get(..end).unwrap_or_default()),
             u64::from(u32::MAX),
@@ -400,7 +411,7 @@ pub struct Replaces<'a> {
 impl<'a> Replaces<'a> {
     pub fn parse(value: &'a [u8]) -> Result<Replaces<'a>, ValueError> {
         let v = trim_lws(value);
-        let end = memchr::memchr(b';', v).unwrap_or(v.len());
+        let end = find(b';', v).unwrap_or(v.len());
         let call_id = trim_lws(v.get(..end).unwrap_or_default());
         if call_id.is_empty() {
             return Err(ValueError);
@@ -451,7 +462,7 @@ impl<'a> Auth<'a> {
     /// Iterates `name=value` pairs; quoted values come without quotes (escapes kept).
     pub fn params(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
         CommaSplit::new(self.params_raw).filter_map(|item| {
-            let eq = memchr::memchr(b'=', item)?;
+            let eq = find(b'=', item)?;
             let name = trim_lws(item.get(..eq)?);
             let v = trim_lws(item.get(eq + 1..)?);
             let v = match v {
@@ -480,7 +491,7 @@ pub struct Reason<'a> {
 impl<'a> Reason<'a> {
     pub fn parse(value: &'a [u8]) -> Result<Reason<'a>, ValueError> {
         let v = trim_lws(value);
-        let end = memchr::memchr(b';', v).unwrap_or(v.len());
+        let end = find(b';', v).unwrap_or(v.len());
         let protocol = trim_lws(v.get(..end).unwrap_or_default());
         if !is_token_str(protocol) {
             return Err(ValueError);

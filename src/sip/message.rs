@@ -83,6 +83,16 @@ pub struct Message<B> {
     cseq_method: Span,
     max_forwards: Option<u8>,
     content_length: Option<u32>,
+    /// Hot values found during validation, so reading them costs nothing.
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    branch: Option<Span>,
+}
+
+/// The span of `sub`, a subslice of `buf`.
+fn span_of(buf: &[u8], sub: &[u8]) -> Span {
+    let off = (sub.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    Span::new(off, off.saturating_add(sub.len()))
 }
 
 /// One header as it appears in the message.
@@ -197,6 +207,9 @@ impl<B: AsRef<[u8]>> Message<B> {
             cseq_method: Span::default(),
             max_forwards: None,
             content_length: None,
+            from_tag: None,
+            to_tag: None,
+            branch: None,
         }
     }
 
@@ -316,7 +329,7 @@ impl<B: AsRef<[u8]>> Message<B> {
                 }
                 continue;
             }
-            let colon = memchr::memchr(b':', line).ok_or(ErrorKind::BadHeaderLine)?;
+            let colon = super::scan::find(b':', line).ok_or(ErrorKind::BadHeaderLine)?;
             let name_raw = line.get(..colon).unwrap_or_default();
             let name_len =
                 name_raw.len() - name_raw.iter().rev().take_while(|&&b| is_sp(b)).count();
@@ -354,6 +367,7 @@ impl<B: AsRef<[u8]>> Message<B> {
         let buf = self.buf.as_ref();
         let mut seen = [false; HeaderName::COUNT];
         let mut cseq_method = Span::default();
+        let mut top_via_seen = false;
         for e in self
             .headers
             .get(..usize::from(self.count))
@@ -379,14 +393,32 @@ impl<B: AsRef<[u8]>> Message<B> {
                 HeaderName::Via => {
                     for via in header::via_list(v) {
                         let via = via.map_err(|_| bad)?;
-                        // RFC 3261 20.42: received is an address (RFC 5118 4.5: bracketed or not).
-                        if via.params.get(b"received").is_some() && via.received().is_none() {
-                            return Err(bad);
+                        for p in via.params.iter() {
+                            if p.name.eq_ignore_ascii_case(b"branch") {
+                                if !top_via_seen
+                                    && self.branch.is_none()
+                                    && let Some(b) = p.value
+                                {
+                                    self.branch = Some(span_of(buf, b));
+                                }
+                            } else if p.name.eq_ignore_ascii_case(b"received")
+                                && !p.value.is_some_and(header::is_ip_literal)
+                            {
+                                // RFC 3261 20.42: received is an address (RFC 5118 4.5: bracketed or not).
+                                return Err(bad);
+                            }
                         }
+                        top_via_seen = true;
                     }
                 }
                 HeaderName::From | HeaderName::To => {
-                    NameAddr::parse(v).map_err(|_| bad)?;
+                    let n = NameAddr::parse(v).map_err(|_| bad)?;
+                    let tag = n.tag().map(|t| span_of(buf, t));
+                    if k == HeaderName::From {
+                        self.from_tag = tag;
+                    } else {
+                        self.to_tag = tag;
+                    }
                 }
                 HeaderName::CallId if v.is_empty() || v.iter().any(|&b| super::scan::is_lws(b)) => {
                     return Err(bad);
@@ -394,9 +426,7 @@ impl<B: AsRef<[u8]>> Message<B> {
                 HeaderName::CSeq => {
                     let (seq, m) = CSeq::parse_raw(v).map_err(num)?;
                     self.cseq_seq = seq;
-                    // The method is a subslice of the buffer: recover its offset.
-                    let off = (m.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
-                    cseq_method = Span::new(off, off.saturating_add(m.len()));
+                    cseq_method = span_of(buf, m);
                 }
                 HeaderName::MaxForwards => {
                     self.max_forwards = Some(header::parse_scalar(v, 255).map_err(num)? as u8);
@@ -568,6 +598,21 @@ impl<B: AsRef<[u8]>> Message<B> {
         self.vias().next()
     }
 
+    /// The top Via's branch (found at parse time: no parsing here).
+    pub fn branch(&self) -> Option<&[u8]> {
+        self.branch.map(|s| s.get(self.buf.as_ref()))
+    }
+
+    /// The From tag (found at parse time).
+    pub fn from_tag(&self) -> Option<&[u8]> {
+        self.from_tag.map(|s| s.get(self.buf.as_ref()))
+    }
+
+    /// The To tag (found at parse time).
+    pub fn to_tag(&self) -> Option<&[u8]> {
+        self.to_tag.map(|s| s.get(self.buf.as_ref()))
+    }
+
     pub fn from(&self) -> Option<NameAddr<'_>> {
         NameAddr::parse(self.header(HeaderName::From)?).ok()
     }
@@ -734,6 +779,9 @@ impl<B: AsRef<[u8]>> Message<B> {
             cseq_method: self.cseq_method,
             max_forwards: self.max_forwards,
             content_length: self.content_length,
+            from_tag: self.from_tag,
+            to_tag: self.to_tag,
+            branch: self.branch,
         }
     }
 }
@@ -748,5 +796,5 @@ impl<B: AsRef<[u8]>> core::fmt::Debug for Message<B> {
     }
 }
 
-/// Parses CSeq-range constants into the public API for the transaction layer.
+/// Largest valid CSeq sequence number (RFC 3261 8.1.1.5: below 2^31), for the transaction layer.
 pub const MAX_CSEQ: u32 = CSEQ_MAX as u32;

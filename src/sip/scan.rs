@@ -3,20 +3,93 @@
 //! Header values are handed over as raw spans that may still contain folded line breaks, so every whitespace
 //! skip here treats CR and LF like SP and HTAB: folding was already checked when the header section was split.
 
+/// Character classes, one table lookup per byte on the hot path.
+pub(crate) const TOKEN: u8 = 1;
+pub(crate) const LWS: u8 = 2;
+/// May appear in a parameter name or unquoted value: the union of URI `paramchar` and header `gen-value`
+/// characters (escaped UTF-8 included), none of the delimiters.
+pub(crate) const PARAM: u8 = 4;
+/// Hostname, IPv4 or port characters.
+pub(crate) const HOST: u8 = 8;
+/// May appear unescaped in a URI of any scheme (no whitespace, controls, `<`, `>`, `"`).
+pub(crate) const URI: u8 = 16;
+
+const fn class_of(b: u8) -> u8 {
+    let mut c = 0;
+    if b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+    {
+        c |= TOKEN;
+    }
+    if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+        c |= LWS;
+    }
+    if b > b' '
+        && b != 0x7f
+        && !matches!(
+            b,
+            b';' | b',' | b'"' | b'<' | b'>' | b'=' | b'?' | b'@' | b'\\'
+        )
+    {
+        c |= PARAM;
+    }
+    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
+        c |= HOST;
+    }
+    if b > b' ' && b != 0x7f && !matches!(b, b'<' | b'>' | b'"') {
+        c |= URI;
+    }
+    c
+}
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = class_of(i as u8);
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
+pub(crate) fn class(b: u8) -> u8 {
+    CLASS[b as usize]
+}
+
+/// The byte at `i`, or 0 (a byte in no class) past the end: lets scanners run without bounds panics.
+#[inline(always)]
+pub(crate) fn at(s: &[u8], i: usize) -> u8 {
+    s.get(i).copied().unwrap_or(0)
+}
+
+/// Advances `i` over bytes of class `c`.
+#[inline(always)]
+pub(crate) fn skip(s: &[u8], i: usize, c: u8) -> usize {
+    i + s
+        .get(i..)
+        .map_or(0, |t| t.iter().take_while(|&&b| class(b) & c != 0).count())
+}
+
+/// `memchr` for the short slices inside one header value, where its setup costs more than a plain loop.
+#[inline]
+pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == needle)
+}
+
 /// SP, HTAB, and the CR/LF of a fold inside a header value.
 #[inline]
 pub(crate) fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    class(b) & LWS != 0
 }
 
 /// RFC 3261 `token` characters.
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    class(b) & TOKEN != 0
 }
 
 pub(crate) fn is_token_str(s: &[u8]) -> bool {
@@ -59,14 +132,13 @@ pub(crate) fn quoted_len(s: &[u8]) -> Option<usize> {
         return None;
     }
     let mut i = 1;
-    while i < s.len() {
-        match s.get(i) {
-            Some(b'\\') => i += 2,
-            Some(b'"') => return Some(i + 1),
-            _ => i += 1,
+    loop {
+        i += memchr::memchr2(b'\\', b'"', s.get(i..)?)?;
+        match at(s, i) {
+            b'"' => return Some(i + 1),
+            _ => i += 2,
         }
     }
-    None
 }
 
 /// Splits a header value at top-level commas: commas inside quoted strings and `<...>` do not split.
@@ -86,31 +158,37 @@ impl<'a> Iterator for CommaSplit<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         let s = self.rest?;
         let mut i = 0;
-        let mut in_angle = false;
-        while i < s.len() {
-            match s.get(i).copied() {
-                Some(b'"') => match s.get(i..).and_then(quoted_len) {
+        loop {
+            let Some(off) = s
+                .get(i..)
+                .and_then(|t| memchr::memchr3(b',', b'"', b'<', t))
+            else {
+                self.rest = None;
+                return Some(trim_lws(s));
+            };
+            i += off;
+            match at(s, i) {
+                b'"' => match s.get(i..).and_then(quoted_len) {
                     Some(n) => i += n,
                     // Unterminated quote: the rest is one element, its parser reports the fault.
-                    None => i = s.len(),
+                    None => {
+                        self.rest = None;
+                        return Some(trim_lws(s));
+                    }
                 },
-                Some(b'<') => {
-                    in_angle = true;
-                    i += 1;
-                }
-                Some(b'>') => {
-                    in_angle = false;
-                    i += 1;
-                }
-                Some(b',') if !in_angle => {
+                b'<' => match s.get(i..).and_then(|t| memchr::memchr(b'>', t)) {
+                    Some(n) => i += n + 1,
+                    None => {
+                        self.rest = None;
+                        return Some(trim_lws(s));
+                    }
+                },
+                _ => {
                     self.rest = s.get(i + 1..);
                     return Some(trim_lws(s.get(..i).unwrap_or_default()));
                 }
-                _ => i += 1,
             }
         }
-        self.rest = None;
-        Some(trim_lws(s))
     }
 }
 

@@ -1,6 +1,6 @@
 //! URIs (`sip:`, `sips:`, `tel:`, any other scheme kept opaque), hosts, and `;name=value` parameter lists.
 
-use super::scan::{is_lws, quoted_len, trim_lws};
+use super::scan::{HOST, LWS, PARAM, URI, at, class, find, is_lws, quoted_len, skip};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The URI is malformed.
@@ -50,7 +50,7 @@ impl Host<'_> {
 }
 
 fn is_host_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
+    class(b) & HOST != 0
 }
 
 /// Parses `host` (a bare IPv4, a `[IPv6]` reference or a domain name), nothing else.
@@ -62,22 +62,31 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
             txt.parse::<Ipv6Addr>().map(Host::V6).map_err(|_| UriError)
         }
         _ => {
-            if !s.iter().all(|&b| is_host_char(b)) {
-                return Err(UriError);
-            }
-            if s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
-                return core::str::from_utf8(s)
-                    .ok()
-                    .and_then(|t| t.parse::<Ipv4Addr>().ok())
-                    .map(Host::V4)
-                    .ok_or(UriError);
-            }
-            // RFC 3261 25.1: the top label of a hostname starts with a letter (a trailing dot is allowed).
+            // One pass: all host characters, note whether any is a letter or other non-IPv4 byte, and
+            // remember where the top label starts (RFC 3261 25.1: it starts with a letter).
             let name = s.strip_suffix(b".").unwrap_or(s);
-            let top = name.rsplit(|&b| b == b'.').next().unwrap_or_default();
-            if !top.first().is_some_and(u8::is_ascii_alphabetic)
-                || name.split(|&b| b == b'.').any(<[u8]>::is_empty)
-            {
+            let mut numeric = true;
+            let mut top = 0;
+            let mut prev_dot = true;
+            for (i, &b) in name.iter().enumerate() {
+                if !is_host_char(b) {
+                    return Err(UriError);
+                }
+                if b == b'.' {
+                    if prev_dot {
+                        return Err(UriError);
+                    }
+                    prev_dot = true;
+                    top = i + 1;
+                } else {
+                    prev_dot = false;
+                    numeric &= b.is_ascii_digit();
+                }
+            }
+            if numeric && name.len() == s.len() {
+                return parse_ipv4(s).map(Host::V4).ok_or(UriError);
+            }
+            if prev_dot || !at(name, top).is_ascii_alphabetic() {
                 return Err(UriError);
             }
             Ok(Host::Domain(s))
@@ -85,11 +94,46 @@ pub fn parse_host(s: &[u8]) -> Result<Host<'_>, UriError> {
     }
 }
 
+/// Dotted-quad IPv4 (four decimal octets, no leading zeros), without going through `str`.
+pub fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut n = 0usize;
+    let mut val: u16 = 0;
+    let mut digits = 0u8;
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                // No leading zeros, at most three digits, at most 255.
+                if digits > 0 && val == 0 {
+                    return None;
+                }
+                val = val * 10 + u16::from(b - b'0');
+                digits += 1;
+                if val > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 => {
+                *octets.get_mut(n)? = val as u8;
+                n += 1;
+                val = 0;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || n != 3 {
+        return None;
+    }
+    *octets.get_mut(3)? = val as u8;
+    Some(Ipv4Addr::from(octets))
+}
+
 /// Parses `host [":" port]` and returns the host, the port and the number of bytes used. Stops at the first
 /// byte that cannot belong to a hostport. LWS around the colon is accepted (Via sent-by allows it).
 pub fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>, usize), UriError> {
     let host_end = if s.first() == Some(&b'[') {
-        memchr::memchr(b']', s).ok_or(UriError)? + 1
+        find(b']', s).ok_or(UriError)? + 1
     } else {
         s.iter().position(|&b| !is_host_char(b)).unwrap_or(s.len())
     };
@@ -161,74 +205,58 @@ impl<'a> Params<'a> {
         self.get(name).is_some()
     }
 
-    /// Every parameter has a non-empty name of token-like bytes and a well-formed value.
+    /// Every parameter has a non-empty name of token-like bytes and a well-formed value, and each is
+    /// introduced by `;`.
     pub fn is_valid(&self) -> bool {
-        let mut rest = self.raw;
-        loop {
-            rest = trim_lws(rest);
-            if rest.is_empty() {
-                return true;
-            }
-            if let [b';', tail @ ..] = rest {
-                rest = tail;
-            }
-            let (item, tail) = split_param(rest);
-            rest = tail;
-            let item = trim_lws(item);
-            let (name, value) = match memchr::memchr(b'=', item) {
-                Some(eq) => (
-                    trim_lws(item.get(..eq).unwrap_or_default()),
-                    Some(trim_lws(item.get(eq + 1..).unwrap_or_default())),
-                ),
-                None => (item, None),
-            };
-            if name.is_empty() || !name.iter().all(|&b| is_param_char(b)) {
-                return false;
-            }
-            if let Some(v) = value {
-                let ok = if v.first() == Some(&b'"') {
-                    quoted_len(v) == Some(v.len())
-                } else {
-                    !v.is_empty() && v.iter().all(|&b| is_param_char(b))
-                };
-                if !ok {
-                    return false;
-                }
+        let s = self.raw;
+        let mut i = skip(s, 0, LWS);
+        while i < s.len() {
+            match scan_param(s, i) {
+                Some((_, next)) => i = next,
+                None => return false,
             }
         }
+        true
     }
 }
 
-/// Bytes a parameter name or unquoted value may hold: the union of URI `paramchar` and header `gen-value`
-/// characters (escaped UTF-8 included), none of the delimiters.
-fn is_param_char(b: u8) -> bool {
-    b > b' '
-        && b != 0x7f
-        && !matches!(
-            b,
-            b';' | b',' | b'"' | b'<' | b'>' | b'=' | b'?' | b'@' | b'\\'
-        )
-}
-
-/// Splits at the next `;` outside a quoted string.
-fn split_param(s: &[u8]) -> (&[u8], &[u8]) {
-    let mut i = 0;
-    while i < s.len() {
-        match s.get(i) {
-            Some(b'"') => match s.get(i..).and_then(quoted_len) {
-                Some(n) => i += n,
-                None => return (s, &[]),
-            },
-            Some(b';') => {
-                return (
-                    s.get(..i).unwrap_or_default(),
-                    s.get(i + 1..).unwrap_or_default(),
-                );
-            }
-            _ => i += 1,
-        }
+/// Scans one `; name [= value]` starting at `i` (which is at the `;`, possibly after LWS). Returns the
+/// parameter and the index after it and its trailing LWS. `None` when malformed.
+#[inline]
+fn scan_param(s: &[u8], i: usize) -> Option<(Param<'_>, usize)> {
+    if at(s, i) != b';' {
+        return None;
     }
-    (s, &[])
+    let ns = skip(s, i + 1, LWS);
+    let ne = skip(s, ns, PARAM);
+    if ne == ns {
+        return None;
+    }
+    let name = s.get(ns..ne)?;
+    let mut j = skip(s, ne, LWS);
+    let mut value = None;
+    if at(s, j) == b'=' {
+        let vs = skip(s, j + 1, LWS);
+        if at(s, vs) == b'"' {
+            let n = quoted_len(s.get(vs..)?)?;
+            value = s.get(vs + 1..vs + n - 1);
+            j = vs + n;
+        } else {
+            let ve = skip(s, vs, PARAM);
+            if ve == vs {
+                return None;
+            }
+            value = s.get(vs..ve);
+            j = ve;
+        }
+        j = skip(s, j, LWS);
+    }
+    match at(s, j) {
+        b';' => {}
+        _ if j >= s.len() => {}
+        _ => return None,
+    }
+    Some((Param { name, value }, j))
 }
 
 pub struct ParamIter<'a> {
@@ -238,33 +266,21 @@ pub struct ParamIter<'a> {
 impl<'a> Iterator for ParamIter<'a> {
     type Item = Param<'a>;
     fn next(&mut self) -> Option<Param<'a>> {
-        loop {
-            let rest = trim_lws(self.rest);
-            if rest.is_empty() {
-                return None;
+        let s = self.rest;
+        let i = skip(s, 0, LWS);
+        if i >= s.len() {
+            return None;
+        }
+        match scan_param(s, i) {
+            Some((p, next)) => {
+                self.rest = s.get(next..).unwrap_or_default();
+                Some(p)
             }
-            let rest = match rest {
-                [b';', tail @ ..] => tail,
-                _ => rest,
-            };
-            let (item, tail) = split_param(rest);
-            self.rest = tail;
-            let item = trim_lws(item);
-            if item.is_empty() {
-                continue;
+            None => {
+                // Malformed lists are refused at parse time; an unvalidated one ends here.
+                self.rest = &[];
+                None
             }
-            let (name, value) = match memchr::memchr(b'=', item) {
-                Some(eq) => {
-                    let v = trim_lws(item.get(eq + 1..).unwrap_or_default());
-                    let v = match v {
-                        [b'"', inner @ .., b'"'] => inner,
-                        _ => v,
-                    };
-                    (trim_lws(item.get(..eq).unwrap_or_default()), Some(v))
-                }
-                None => (item, None),
-            };
-            return Some(Param { name, value });
         }
     }
 }
@@ -293,13 +309,10 @@ pub struct Uri<'a> {
 impl<'a> Uri<'a> {
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, UriError> {
         // No URI scheme allows whitespace, angle brackets or quotes unescaped.
-        if raw
-            .iter()
-            .any(|&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
-        {
+        if skip(raw, 0, URI) != raw.len() {
             return Err(UriError);
         }
-        let colon = memchr::memchr(b':', raw).ok_or(UriError)?;
+        let colon = find(b':', raw).ok_or(UriError)?;
         let scheme_raw = raw.get(..colon).ok_or(UriError)?;
         match scheme_raw {
             [first, rest @ ..]
@@ -335,7 +348,7 @@ impl<'a> Uri<'a> {
         match scheme {
             Scheme::Sip | Scheme::Sips => parse_sip_rest(&mut uri, rest)?,
             Scheme::Tel => {
-                let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+                let end = find(b';', rest).unwrap_or(rest.len());
                 let number = rest.get(..end).unwrap_or_default();
                 if number.is_empty() {
                     return Err(UriError);
@@ -367,10 +380,10 @@ impl<'a> Uri<'a> {
 
 fn parse_sip_rest<'a>(uri: &mut Uri<'a>, rest: &'a [u8]) -> Result<(), UriError> {
     // '@' cannot appear unescaped after the userinfo, so the first one ends it.
-    let hostpart = match memchr::memchr(b'@', rest) {
+    let hostpart = match find(b'@', rest) {
         Some(at) => {
             let userinfo = rest.get(..at).unwrap_or_default();
-            let (user, password) = match memchr::memchr(b':', userinfo) {
+            let (user, password) = match find(b':', userinfo) {
                 Some(c) => (userinfo.get(..c).unwrap_or_default(), userinfo.get(c + 1..)),
                 None => (userinfo, None),
             };
@@ -387,7 +400,7 @@ fn parse_sip_rest<'a>(uri: &mut Uri<'a>, rest: &'a [u8]) -> Result<(), UriError>
     uri.host = Some(host);
     uri.port = port;
     let tail = hostpart.get(used..).unwrap_or_default();
-    let (params, headers) = match memchr::memchr(b'?', tail) {
+    let (params, headers) = match find(b'?', tail) {
         Some(q) => (
             tail.get(..q).unwrap_or_default(),
             Some(tail.get(q + 1..).unwrap_or_default()),
@@ -468,6 +481,17 @@ mod tests {
 
     #[test]
     fn ipv4_and_port_bounds() {
+        assert_eq!(parse_ipv4(b"255.255.255.255"), Some(Ipv4Addr::BROADCAST));
+        for bad in [
+            &b"1.2.3"[..],
+            b"1.2.3.4.5",
+            b"1.2.3.256",
+            b"01.2.3.4",
+            b"1..2.3",
+            b"1.2.3.4.",
+        ] {
+            assert_eq!(parse_ipv4(bad), None, "{bad:?}");
+        }
         let u = Uri::parse(b"sip:192.0.2.1:65535").unwrap();
         assert_eq!(u.host, Some(Host::V4(Ipv4Addr::new(192, 0, 2, 1))));
         assert!(Uri::parse(b"sip:192.0.2.1:65536").is_err());
