@@ -16,8 +16,11 @@ enum Cmd {
     /// Run the appliance.
     Run {
         /// Path to the TOML configuration; without it the built-in loopback demo configuration is used.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "default")]
         config: Option<PathBuf>,
+        /// Run the built-in loopback demo configuration (the same as giving no --config).
+        #[arg(long)]
+        default: bool,
     },
     /// Validate a configuration file: exit 0 with a summary, or 2 with every error as FILE:LINE:COL: reason.
     CheckConfig {
@@ -67,18 +70,25 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Cmd::Run { config } => {
+        Cmd::Run { config, default: _ } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            // The signalling and media threads are wired by the integration step; until then `run` stops
-            // after validation and says so rather than pretending to serve.
-            eprintln!(
-                "{}; the signalling and media planes are not part of this build, exiting",
-                summary(&cfg)
-            );
-            ExitCode::FAILURE
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            tracing::info!("{}", summary(&cfg));
+            match tollgate::app::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

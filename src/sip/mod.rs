@@ -1,6 +1,7 @@
 //! SIP message layer (RFC 3261), sans-IO and zero-copy: a message is a buffer plus `u16` spans for its start
 //! line, headers and body; the headers an SBC reads have typed views parsed on demand, every other header
-//! is carried byte for byte. See `message::Message` for the entry point.
+//! is carried byte for byte. See `message::Message` for the entry point. Transactions (`txn`) and dialog
+//! state (`dialog`) sit on top.
 
 pub mod builder;
 pub mod dialog;

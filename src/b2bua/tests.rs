@@ -1,0 +1,784 @@
+//! Call flows through the sans-IO B2BUA: bytes in from a carrier (10.0.0.1) or the cloud (192.0.2.x), bytes
+//! out asserted by destination and content. The clock is simulated.
+use super::*;
+use crate::config::load_str;
+use std::path::Path;
+
+const CARRIER: &str = "10.0.0.1:5060";
+const CLOUD1: &str = "192.0.2.1:5060";
+const CLOUD2: &str = "192.0.2.2:5060";
+const LOCAL: &str = "198.51.100.1:5060";
+
+const CFG: &str = r#"
+[node]
+name = "sbc"
+[[listen]]
+transport = "udp"
+address = "198.51.100.1:5060"
+[[trunk]]
+name = "carrier"
+acl = ["10.0.0.0/8"]
+targets = ["sip:10.0.0.1:5060"]
+health = { ping_interval_s = 0 }
+credentials = { username = "tg", password = "secret" }
+session_timer = { enabled = false }
+[[trunk]]
+name = "cloud"
+targets = ["sip:192.0.2.1:5060", "sip:192.0.2.2:5060"]
+health = { ping_interval_s = 0 }
+original_to_header = "X-Original-To"
+session_timer = { enabled = false }
+headers = { allow = ["X-Context", "X-Drop"], rules = [{ action = "remove", name = "X-Drop" }, { action = "add", name = "X-Trunk", value = "${trunk}" }] }
+[[rule]]
+trunk = "carrier"
+match = '^\+?1?5551234567$'
+replace = "+18005551234"
+[[route]]
+from = "carrier"
+to = "cloud"
+number = '^\+1800'
+[[route]]
+from = "cloud"
+to = "carrier"
+"#;
+
+struct H {
+    b: B2bua,
+    now: Instant,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn flow() -> Flow {
+    Flow {
+        transport: Transport::Udp,
+        local: 0,
+        conn: None,
+    }
+}
+
+impl H {
+    fn new(cfg: &str) -> H {
+        let c = load_str(cfg, Path::new("t.toml")).unwrap();
+        let now = Instant::now();
+        let b = B2bua::new(
+            Arc::new(c),
+            vec![LocalAddr {
+                transport: Transport::Udp,
+                addr: addr(LOCAL),
+            }],
+            now,
+        );
+        H { b, now }
+    }
+
+    fn feed(&mut self, from: &str, text: &str) -> Vec<(SocketAddr, String)> {
+        let text = fix_len(text);
+        self.b
+            .on_message(self.now, flow(), addr(from), text.as_bytes());
+        self.sent()
+    }
+
+    fn sent(&mut self) -> Vec<(SocketAddr, String)> {
+        let mut v = Vec::new();
+        while let Some(t) = self.b.poll_transmit() {
+            v.push((t.dest, String::from_utf8(t.bytes.to_vec()).unwrap()));
+        }
+        v
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<(SocketAddr, String)> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        while let Some(t) = self.b.next_timeout() {
+            if t > end {
+                break;
+            }
+            self.now = t.max(self.now);
+            self.b.on_timeout(self.now);
+            out.extend(self.sent());
+        }
+        self.now = end;
+        out
+    }
+}
+
+/// Writes the right Content-Length and CRLF line ends into a test message written with `\n`.
+fn fix_len(text: &str) -> String {
+    let text = text.trim_start().replace("\r\n", "\n");
+    let mut out = String::new();
+    let mut lines = text.split('\n');
+    for line in lines.by_ref() {
+        let line = line.trim();
+        if line.is_empty() {
+            break;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    let body: Vec<&str> = lines.collect();
+    let body = body.join("\r\n");
+    let body = body.trim_matches([' ']);
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{}", body.len(), body));
+    out
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines()
+        .find(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        })
+        .map(|l| l.split_once(':').unwrap().1.trim())
+}
+
+fn status(msg: &str) -> u16 {
+    msg.strip_prefix("SIP/2.0 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn tag(v: &str) -> &str {
+    v.split(";tag=")
+        .nth(1)
+        .map(|t| t.split(';').next().unwrap())
+        .unwrap_or("")
+}
+
+const SDP: &str =
+    "v=0\no=carrier 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 6000 RTP/AVP 0\n";
+
+fn carrier_invite(branch: &str, number: &str) -> String {
+    format!(
+        "INVITE sip:{number}@198.51.100.1 SIP/2.0
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{branch}
+        From: \"Carrier\" <sip:15557654321@10.0.0.1>;tag=ca1
+        To: <sip:{number}@198.51.100.1>
+        Call-ID: call-{branch}@10.0.0.1
+        CSeq: 1 INVITE
+        Contact: <sip:15557654321@10.0.0.1:5060>
+        Max-Forwards: 70
+        User-Agent: carrier-sbc/1.0
+        X-Context: agent=42
+        X-Drop: nope
+        X-Internal-Secret: must-not-pass
+        Content-Type: application/sdp
+
+        {SDP}"
+    )
+}
+
+/// A response from the cloud to a request tollgate sent, copying its dialog headers.
+fn reply(
+    req: &str,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        let v = header(req, name).unwrap();
+        if name == "To"
+            && let Some(t) = to_tag
+            && !v.contains(";tag=")
+        {
+            out.push_str(&format!("To: {v};tag={t}\n"));
+            continue;
+        }
+        out.push_str(&format!("{name}: {v}\n"));
+    }
+    out.push_str(extra);
+    if !body.is_empty() {
+        out.push_str("Content-Type: application/sdp\n");
+    }
+    out.push('\n');
+    out.push_str(body);
+    out
+}
+
+fn find<'a>(sent: &'a [(SocketAddr, String)], to: &str, start: &str) -> &'a str {
+    sent.iter()
+        .find(|(a, m)| *a == addr(to) && m.starts_with(start))
+        .map(|(_, m)| m.as_str())
+        .unwrap_or_else(|| panic!("no {start:?} to {to} in {sent:#?}"))
+}
+
+/// Sets up an answered call; returns (B's INVITE as received by the cloud, A's 200).
+fn answered(h: &mut H) -> (String, String) {
+    let out = h.feed(CARRIER, &carrier_invite("a1", "15551234567"));
+    assert_eq!(status(find(&out, CARRIER, "SIP/2.0 100")), 100);
+    let inv = find(&out, CLOUD1, "INVITE ").to_owned();
+    let out = h.feed(
+        CLOUD1,
+        &reply(
+            &inv,
+            180,
+            "Ringing",
+            Some("cl1"),
+            "Contact: <sip:agent@192.0.2.1>\n",
+            "",
+        ),
+    );
+    let ringing = find(&out, CARRIER, "SIP/2.0 180");
+    assert!(!tag(header(ringing, "To").unwrap()).is_empty());
+    let out = h.feed(
+        CLOUD1,
+        &reply(
+            &inv,
+            200,
+            "OK",
+            Some("cl1"),
+            "Contact: <sip:agent@192.0.2.1>\n",
+            "v=0\nc=IN IP4 192.0.2.50\n",
+        ),
+    );
+    find(&out, CLOUD1, "ACK sip:agent@192.0.2.1");
+    let ok = find(&out, CARRIER, "SIP/2.0 200").to_owned();
+    assert!(ok.contains("c=IN IP4 192.0.2.50"), "{ok}");
+    let a_tag = tag(header(&ok, "To").unwrap()).to_owned();
+    let ack = format!(
+        "ACK sip:tollgate@198.51.100.1:5060 SIP/2.0
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKack1
+        From: <sip:15557654321@10.0.0.1>;tag=ca1
+        To: <sip:15551234567@198.51.100.1>;tag={a_tag}
+        Call-ID: call-a1@10.0.0.1
+        CSeq: 1 ACK
+        Max-Forwards: 70
+
+        "
+    );
+    assert!(h.feed(CARRIER, &ack).is_empty());
+    assert_eq!(h.b.active_calls(), 1);
+    (inv, ok)
+}
+
+fn in_dialog_from_a(
+    method: &str,
+    cseq: u32,
+    a_tag: &str,
+    branch: &str,
+    extra: &str,
+    body: &str,
+) -> String {
+    format!(
+        "{method} sip:tollgate@198.51.100.1:5060 SIP/2.0
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{branch}
+        From: <sip:15557654321@10.0.0.1>;tag=ca1
+        To: <sip:15551234567@198.51.100.1>;tag={a_tag}
+        Call-ID: call-a1@10.0.0.1
+        CSeq: {cseq} {method}
+        Max-Forwards: 70
+        {extra}
+        {body}"
+    )
+}
+
+/// A request from the cloud inside B's dialog (tags swapped relative to the INVITE tollgate sent).
+fn in_dialog_from_b(inv: &str, method: &str, cseq: u32, branch: &str, extra: &str) -> String {
+    let from = header(inv, "From").unwrap();
+    let to = header(inv, "To").unwrap();
+    format!(
+        "{method} sip:tollgate@198.51.100.1:5060 SIP/2.0
+        Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{branch}
+        From: {to};tag=cl1
+        To: {from}
+        Call-ID: {}
+        CSeq: {cseq} {method}
+        Max-Forwards: 70
+        {extra}
+        ",
+        header(inv, "Call-ID").unwrap()
+    )
+}
+
+#[test]
+fn basic_call_translation_topology_hiding_and_caller_hangup() {
+    let mut h = H::new(CFG);
+    let (inv, ok) = answered(&mut h);
+    assert!(
+        inv.starts_with("INVITE sip:+18005551234@192.0.2.1:5060 SIP/2.0"),
+        "{inv}"
+    );
+    assert!(header(&inv, "To").unwrap().contains("+18005551234@"));
+    assert_eq!(header(&inv, "X-Context"), Some("agent=42"));
+    assert_eq!(header(&inv, "X-Original-To"), Some("15551234567"));
+    assert_eq!(header(&inv, "X-Trunk"), Some("carrier"));
+    assert!(header(&inv, "X-Drop").is_none(), "removed by rule");
+    assert!(!inv.contains("must-not-pass") && !inv.contains("carrier-sbc"));
+    // No carrier address in any header (the SDP passes unchanged in bypass mode).
+    let (head, body) = inv.split_once("\r\n\r\n").unwrap();
+    assert!(!head.contains("10.0.0.1"), "{head}");
+    assert!(body.contains("c=IN IP4 10.0.0.1"));
+    assert_ne!(header(&inv, "Call-ID").unwrap(), "call-a1@10.0.0.1");
+    assert_eq!(header(&inv, "Max-Forwards"), Some("69"));
+    // The 200 to the carrier hides the cloud: our Contact only.
+    let (ok_head, _) = ok.split_once("\r\n\r\n").unwrap();
+    assert!(!ok_head.contains("192.0.2"), "{ok_head}");
+    assert_eq!(
+        header(&ok, "Contact"),
+        Some("<sip:tollgate@198.51.100.1:5060>")
+    );
+
+    let a_tag = tag(header(&ok, "To").unwrap()).to_owned();
+    let out = h.feed(CARRIER, &in_dialog_from_a("BYE", 2, &a_tag, "bye1", "", ""));
+    assert_eq!(status(find(&out, CARRIER, "SIP/2.0 200")), 200);
+    let bye = find(&out, CLOUD1, "BYE sip:agent@192.0.2.1 SIP/2.0");
+    assert_eq!(tag(header(bye, "To").unwrap()), "cl1");
+    assert_eq!(h.b.active_calls(), 0);
+    // The cloud's 200 for the BYE is absorbed.
+    let bye = bye.to_owned();
+    assert!(
+        h.feed(CLOUD1, &reply(&bye, 200, "OK", None, "", ""))
+            .is_empty()
+    );
+}
+
+#[test]
+fn callee_hangup() {
+    let mut h = H::new(CFG);
+    let (inv, _) = answered(&mut h);
+    let out = h.feed(CLOUD1, &in_dialog_from_b(&inv, "BYE", 1, "cb1", ""));
+    assert_eq!(status(find(&out, CLOUD1, "SIP/2.0 200")), 200);
+    let bye = find(&out, CARRIER, "BYE sip:15557654321@10.0.0.1:5060 SIP/2.0");
+    assert_eq!(tag(header(bye, "To").unwrap()), "ca1");
+    assert_eq!(h.b.active_calls(), 0);
+}
+
+#[test]
+fn retransmitted_2xx_until_ack_then_teardown_without_ack() {
+    let mut h = H::new(CFG);
+    let out = h.feed(CARRIER, &carrier_invite("r1", "15551234567"));
+    let inv = find(&out, CLOUD1, "INVITE ").to_owned();
+    h.feed(
+        CLOUD1,
+        &reply(
+            &inv,
+            200,
+            "OK",
+            Some("cl1"),
+            "Contact: <sip:agent@192.0.2.1>\n",
+            "v=0\n",
+        ),
+    );
+    let out = h.advance(Duration::from_millis(600));
+    find(&out, CARRIER, "SIP/2.0 200");
+    // No ACK ever: after 64*T1 both legs are torn down.
+    let out = h.advance(Duration::from_secs(40));
+    find(&out, CLOUD1, "BYE ");
+    assert_eq!(h.b.active_calls(), 0);
+}
+
+#[test]
+fn cancel_before_answer() {
+    let mut h = H::new(CFG);
+    let out = h.feed(CARRIER, &carrier_invite("c1", "15551234567"));
+    let inv = find(&out, CLOUD1, "INVITE ").to_owned();
+    h.feed(
+        CLOUD1,
+        &reply(
+            &inv,
+            180,
+            "Ringing",
+            Some("cl1"),
+            "Contact: <sip:agent@192.0.2.1>\n",
+            "",
+        ),
+    );
+    let cancel = "CANCEL sip:15551234567@198.51.100.1 SIP/2.0
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKc1
+        From: \"Carrier\" <sip:15557654321@10.0.0.1>;tag=ca1
+        To: <sip:15551234567@198.51.100.1>
+        Call-ID: call-c1@10.0.0.1
+        CSeq: 1 CANCEL
+        Max-Forwards: 70
+
+        ";
+    let out = h.feed(CARRIER, cancel);
+    let ok = out
+        .iter()
+        .find(|(_, m)| m.starts_with("SIP/2.0 200") && m.contains("CANCEL"))
+        .unwrap();
+    assert_eq!(ok.0, addr(CARRIER));
+    find(&out, CARRIER, "SIP/2.0 487");
+    let bc = find(&out, CLOUD1, "CANCEL sip:+18005551234@192.0.2.1:5060").to_owned();
+    assert_eq!(header(&bc, "Via"), header(&inv, "Via"));
+    h.feed(CLOUD1, &reply(&bc, 200, "OK", None, "", ""));
+    let out = h.feed(
+        CLOUD1,
+        &reply(&inv, 487, "Request Terminated", Some("cl1"), "", ""),
+    );
+    find(&out, CLOUD1, "ACK sip:+18005551234@192.0.2.1:5060");
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.b.active_calls(), 0);
+}
+
+#[test]
+fn busy_is_mapped_back_and_acked() {
+    let mut h = H::new(CFG);
+    let out = h.feed(CARRIER, &carrier_invite("b1", "15551234567"));
+    let inv = find(&out, CLOUD1, "INVITE ").to_owned();
+    let out = h.feed(CLOUD1, &reply(&inv, 486, "Busy Here", Some("cl1"), "", ""));
+    find(&out, CLOUD1, "ACK ");
+    let busy = find(&out, CARRIER, "SIP/2.0 486 Busy Here");
+    assert!(!busy.contains("192.0.2"));
+    assert_eq!(h.b.active_calls(), 0);
+    assert_eq!(h.b.counters().failovers, 0);
+}
+
+#[test]
+fn failover_on_503_and_on_silence_then_6xx_stops() {
+    let mut h = H::new(CFG);
+    let out = h.feed(CARRIER, &carrier_invite("f1", "15551234567"));
+    let inv = find(&out, CLOUD1, "INVITE ").to_owned();
+    let out = h.feed(
+        CLOUD1,
+        &reply(&inv, 503, "Service Unavailable", Some("x"), "", ""),
+    );
+    find(&out, CLOUD1, "ACK ");
+    let inv2 = find(&out, CLOUD2, "INVITE sip:+18005551234@192.0.2.2:5060").to_owned();
+    assert!(
+        !out.iter()
+            .any(|(a, m)| *a == addr(CARRIER) && status(m) >= 200)
+    );
+    assert_eq!(header(&inv2, "Call-ID"), header(&inv, "Call-ID"));
+    assert_ne!(header(&inv2, "Via"), header(&inv, "Via"));
+    // The second target answers.
+    let out = h.feed(
+        CLOUD2,
+        &reply(
+            &inv2,
+            200,
+            "OK",
+            Some("c2"),
+            "Contact: <sip:agent@192.0.2.2>\n",
+            "v=0\n",
+        ),
+    );
+    find(&out, CARRIER, "SIP/2.0 200");
+    assert_eq!(h.b.counters().failovers, 1);
+
+    // Silence from the first target: the second is tried after target_timeout_ms (2 s default).
+    let mut h = H::new(CFG);
+    h.feed(CARRIER, &carrier_invite("f2", "15551234567"));
+    let out = h.advance(Duration::from_millis(2100));
+    let inv2 = find(&out, CLOUD2, "INVITE ").to_owned();
+    // 6xx: no further target, mapped back at once.
+    let out = h.feed(CLOUD2, &reply(&inv2, 603, "Decline", Some("x"), "", ""));
+    find(&out, CARRIER, "SIP/2.0 603 Decline");
+    assert_eq!(h.b.active_calls(), 0);
+
+    // Every target silent: 408 to the carrier.
+    let mut h = H::new(CFG);
+    h.feed(CARRIER, &carrier_invite("f3", "15551234567"));
+    let out = h.advance(Duration::from_millis(4500));
+    find(&out, CARRIER, "SIP/2.0 408");
+    assert_eq!(h.b.active_calls(), 0);
+}
+
+#[test]
+fn acl_reject_and_drop_keep_no_state() {
+    let mut h = H::new(CFG);
+    let out = h.feed("203.0.113.5:5060", &carrier_invite("x1", "15551234567"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0].1), 403);
+    assert_eq!(h.b.counters().acl_rejected, 1);
+    assert_eq!(h.b.active_calls(), 0);
+    assert!(h.b.next_timeout().is_none(), "no transaction was created");
+
+    let mut h = H::new(&format!("{CFG}\n[security]\nunauthorized = \"drop\"\n"));
+    assert!(
+        h.feed("203.0.113.5:5060", &carrier_invite("x2", "15551234567"))
+            .is_empty()
+    );
+    assert_eq!(h.b.counters().acl_dropped, 1);
+}
+
+#[test]
+fn options_unknown_method_malformed_no_route() {
+    let mut h = H::new(CFG);
+    let opt = "OPTIONS sip:198.51.100.1 SIP/2.0
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKo1
+        From: <sip:probe@10.0.0.1>;tag=p1
+        To: <sip:198.51.100.1>
+        Call-ID: opt1
+        CSeq: 1 OPTIONS
+        Max-Forwards: 70
+
+        ";
+    let out = h.feed(CARRIER, opt);
+    assert_eq!(status(&out[0].1), 200);
+    assert!(header(&out[0].1, "Allow").unwrap().contains("INVITE"));
+    let out = h.feed(
+        CARRIER,
+        &opt.replace("OPTIONS", "FOOBAR").replace("o1", "o2"),
+    );
+    assert_eq!(status(&out[0].1), 501);
+    let bad = "INVITE sip:x@198.51.100.1 SIP/2.0
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKm1
+        From: <sip:a@10.0.0.1>;tag=1
+        To: <sip:x@198.51.100.1>
+        Call-ID: m1
+        CSeq: notanumber INVITE
+        Max-Forwards: 70
+
+        ";
+    let out = h.feed(CARRIER, bad);
+    assert_eq!(status(&out[0].1), 400, "{}", out[0].1);
+    assert_eq!(h.b.counters().malformed_answered, 1);
+    assert!(h.feed(CARRIER, "garbage\r\n\r\n").is_empty());
+    assert_eq!(h.b.counters().malformed_dropped, 1);
+    // A number no route matches.
+    let out = h.feed(CARRIER, &carrier_invite("n1", "4930123"));
+    find(&out, CARRIER, "SIP/2.0 404");
+    assert_eq!(h.b.counters().no_route, 1);
+}
+
+#[test]
+fn admission_limits_answer_503_with_retry_after() {
+    let cfg = CFG.replace("name = \"cloud\"\n", "name = \"cloud\"\nmax_calls = 1\n");
+    let mut h = H::new(&cfg);
+    h.feed(CARRIER, &carrier_invite("q1", "15551234567"));
+    let out = h.feed(CARRIER, &carrier_invite("q2", "15551234567"));
+    let r = find(&out, CARRIER, "SIP/2.0 503");
+    assert!(header(r, "Retry-After").is_some());
+    assert_eq!(h.b.counters().admission_rejected, 1);
+
+    let cfg = CFG.replace("name = \"cloud\"\n", "name = \"cloud\"\nmax_cps = 1.0\n");
+    let mut h = H::new(&cfg);
+    h.feed(CARRIER, &carrier_invite("p1", "15551234567"));
+    let out = h.feed(CARRIER, &carrier_invite("p2", "15551234567"));
+    find(&out, CARRIER, "SIP/2.0 503");
+    h.advance(Duration::from_millis(1100));
+    let out = h.feed(CARRIER, &carrier_invite("p3", "15551234567"));
+    find(&out, CLOUD1, "INVITE ");
+}
+
+#[test]
+fn reinvite_and_info_relayed_both_ways() {
+    let mut h = H::new(CFG);
+    let (inv, ok) = answered(&mut h);
+    let a_tag = tag(header(&ok, "To").unwrap()).to_owned();
+    // Hold from the carrier: re-INVITE relayed to the cloud with the new SDP.
+    let out = h.feed(
+        CARRIER,
+        &in_dialog_from_a(
+            "INVITE",
+            2,
+            &a_tag,
+            "ri1",
+            "Contact: <sip:15557654321@10.0.0.1:5060>\nContent-Type: application/sdp\n",
+            "\nv=0\na=sendonly\n",
+        ),
+    );
+    let re = find(&out, CLOUD1, "INVITE sip:agent@192.0.2.1 SIP/2.0").to_owned();
+    assert!(re.contains("a=sendonly"));
+    assert_eq!(header(&re, "CSeq"), Some("2 INVITE"));
+    let out = h.feed(
+        CLOUD1,
+        &reply(
+            &re,
+            200,
+            "OK",
+            None,
+            "Contact: <sip:agent@192.0.2.1>\n",
+            "v=0\na=recvonly\n",
+        ),
+    );
+    find(&out, CLOUD1, "ACK sip:agent@192.0.2.1");
+    let ok2 = find(&out, CARRIER, "SIP/2.0 200");
+    assert!(ok2.contains("a=recvonly"));
+    // INFO from the cloud relayed to the carrier, answer relayed back.
+    let info = in_dialog_from_b(
+        &inv,
+        "INFO",
+        1,
+        "inf1",
+        "Content-Type: application/dtmf-relay\n",
+    );
+    let out = h.feed(CLOUD1, &info);
+    let i = find(&out, CARRIER, "INFO sip:15557654321@10.0.0.1:5060").to_owned();
+    assert_eq!(header(&i, "Content-Type"), None, "no body, no type");
+    let out = h.feed(CARRIER, &reply(&i, 200, "OK", None, "", ""));
+    find(&out, CLOUD1, "SIP/2.0 200");
+}
+
+#[test]
+fn refer_from_cloud_is_relayed_to_carrier_with_notify_back() {
+    let mut h = H::new(CFG);
+    let (inv, _) = answered(&mut h);
+    let refer = in_dialog_from_b(
+        &inv,
+        "REFER",
+        1,
+        "rf1",
+        "Refer-To: <sip:+15550001111@carrier.example>\nReferred-By: <sip:agent@cloud>\nContact: <sip:agent@192.0.2.1>\n",
+    );
+    let out = h.feed(CLOUD1, &refer);
+    let r = find(&out, CARRIER, "REFER sip:15557654321@10.0.0.1:5060").to_owned();
+    assert_eq!(
+        header(&r, "Refer-To"),
+        Some("<sip:+15550001111@carrier.example>")
+    );
+    assert_eq!(
+        header(&r, "Contact"),
+        Some("<sip:tollgate@198.51.100.1:5060>")
+    );
+    let out = h.feed(CARRIER, &reply(&r, 202, "Accepted", None, "", ""));
+    find(&out, CLOUD1, "SIP/2.0 202");
+    let ok = {
+        let a_tag = tag(header(&r, "From").unwrap()).to_owned();
+        in_dialog_from_a(
+            "NOTIFY",
+            2,
+            &a_tag,
+            "nt1",
+            "Event: refer\nSubscription-State: terminated;reason=noresource\nContact: <sip:15557654321@10.0.0.1:5060>\nContent-Type: message/sipfrag\n",
+            "\nSIP/2.0 200 OK\n",
+        )
+    };
+    let out = h.feed(CARRIER, &ok);
+    let n = find(&out, CLOUD1, "NOTIFY sip:agent@192.0.2.1");
+    assert_eq!(header(n, "Event"), Some("refer"));
+    assert!(n.ends_with("SIP/2.0 200 OK\r\n"));
+}
+
+#[test]
+fn outbound_call_answers_digest_challenge_with_trunk_credentials() {
+    let mut h = H::new(CFG);
+    let invite = format!(
+        "INVITE sip:+15557654321@198.51.100.1 SIP/2.0
+        Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKout1
+        From: <sip:+18005551234@192.0.2.1>;tag=cl9
+        To: <sip:+15557654321@198.51.100.1>
+        Call-ID: out1@cloud
+        CSeq: 1 INVITE
+        Contact: <sip:agent@192.0.2.1>
+        Max-Forwards: 70
+        Content-Type: application/sdp
+
+        {SDP}"
+    );
+    let out = h.feed(CLOUD1, &invite);
+    let inv = find(&out, CARRIER, "INVITE sip:+15557654321@10.0.0.1:5060").to_owned();
+    let ch = "Proxy-Authenticate: Digest realm=\"carrier\", nonce=\"abc\", qop=\"auth\"\n";
+    let out = h.feed(
+        CARRIER,
+        &reply(
+            &inv,
+            407,
+            "Proxy Authentication Required",
+            Some("z"),
+            ch,
+            "",
+        ),
+    );
+    find(&out, CARRIER, "ACK ");
+    let inv2 = find(&out, CARRIER, "INVITE ").to_owned();
+    let auth = header(&inv2, "Proxy-Authorization").unwrap();
+    assert!(
+        auth.starts_with("Digest username=\"tg\", realm=\"carrier\", nonce=\"abc\""),
+        "{auth}"
+    );
+    assert_eq!(header(&inv2, "CSeq"), Some("2 INVITE"));
+    assert!(
+        !out.iter().any(|(a, _)| *a == addr(CLOUD1)),
+        "the cloud sees nothing of the challenge"
+    );
+    let out = h.feed(
+        CARRIER,
+        &reply(
+            &inv2,
+            200,
+            "OK",
+            Some("k"),
+            "Contact: <sip:x@10.0.0.1>\n",
+            "v=0\n",
+        ),
+    );
+    find(&out, CLOUD1, "SIP/2.0 200");
+    assert_eq!(h.b.counters().auth_retries, 1);
+}
+
+#[test]
+fn options_keepalive_marks_targets_down_and_up_and_down_targets_are_skipped() {
+    let cfg = CFG.replace(
+        "targets = [\"sip:192.0.2.1:5060\", \"sip:192.0.2.2:5060\"]\nhealth = { ping_interval_s = 0 }",
+        "targets = [\"sip:192.0.2.1:5060\", \"sip:192.0.2.2:5060\"]\nhealth = { ping_interval_s = 5, down_after = 1, up_after = 1 }",
+    );
+    let mut h = H::new(&cfg);
+    let out = h.advance(Duration::from_millis(10));
+    let ping1 = find(&out, CLOUD1, "OPTIONS sip:192.0.2.1:5060").to_owned();
+    let ping2 = find(&out, CLOUD2, "OPTIONS sip:192.0.2.2:5060").to_owned();
+    h.feed(CLOUD2, &reply(&ping2, 200, "OK", Some("o"), "", ""));
+    // Target 1 never answers: down after its transaction times out (64*T1).
+    h.advance(Duration::from_secs(33));
+    assert_eq!(h.b.target_up(1, 0), Some(false));
+    assert_eq!(h.b.target_up(1, 1), Some(true));
+    let out = h.feed(CARRIER, &carrier_invite("h1", "15551234567"));
+    find(&out, CLOUD2, "INVITE ");
+    assert!(
+        !out.iter()
+            .any(|(a, m)| *a == addr(CLOUD1) && m.starts_with("INVITE"))
+    );
+    // It answers the next ping: up again.
+    let _ = ping1;
+    let out = h.advance(Duration::from_secs(5));
+    let p = out
+        .iter()
+        .rev()
+        .find(|(a, m)| *a == addr(CLOUD1) && m.starts_with("OPTIONS"))
+        .map(|(_, m)| m.clone())
+        .expect("a new ping");
+    h.feed(CLOUD1, &reply(&p, 200, "OK", Some("o"), "", ""));
+    assert_eq!(h.b.target_up(1, 0), Some(true));
+}
+
+#[test]
+fn session_refresh_failure_tears_down_both_legs() {
+    let cfg = CFG.replace(
+        "original_to_header = \"X-Original-To\"\nsession_timer = { enabled = false }",
+        "original_to_header = \"X-Original-To\"\nsession_timer = { enabled = true, expires_s = 90, min_se_s = 90 }",
+    );
+    let mut h = H::new(&cfg);
+    let (inv, _) = answered(&mut h);
+    assert_eq!(header(&inv, "Session-Expires"), Some("90;refresher=uac"));
+    let out = h.advance(Duration::from_secs(46));
+    let up_b = find(&out, CLOUD1, "UPDATE sip:agent@192.0.2.1").to_owned();
+    let up_a = find(&out, CARRIER, "UPDATE ").to_owned();
+    h.feed(CARRIER, &reply(&up_a, 200, "OK", None, "", ""));
+    // The cloud does not know the dialog any more.
+    let out = h.feed(
+        CLOUD1,
+        &reply(&up_b, 481, "Call/Transaction Does Not Exist", None, "", ""),
+    );
+    find(&out, CARRIER, "BYE ");
+    find(&out, CLOUD1, "BYE ");
+    assert_eq!(h.b.active_calls(), 0);
+    assert_eq!(h.b.counters().session_refresh_failed, 1);
+}
+
+#[test]
+fn in_dialog_request_for_unknown_dialog_gets_481_and_retransmissions_are_absorbed() {
+    let mut h = H::new(CFG);
+    let out = h.feed(
+        CARRIER,
+        &in_dialog_from_a("BYE", 2, "nosuchtag", "u1", "", ""),
+    );
+    assert_eq!(status(&out[0].1), 481);
+    let out = h.feed(CARRIER, &carrier_invite("d1", "15551234567"));
+    assert_eq!(
+        out.iter().filter(|(_, m)| m.starts_with("INVITE")).count(),
+        1
+    );
+    let out = h.feed(CARRIER, &carrier_invite("d1", "15551234567"));
+    assert!(
+        out.iter().all(|(_, m)| !m.starts_with("INVITE")),
+        "{out:#?}"
+    );
+    assert_eq!(h.b.counters().calls_started, 1);
+}
