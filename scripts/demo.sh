@@ -33,7 +33,7 @@ timeout $((CALLS / RATE + HOLD_MS / 1000 + 30)) \
        -trace_err -error_file "$run/uac_errors.log" > "$run/uac.log" 2>&1
 rc=$?
 set -e
-tail -n 2 "$run/uac_stats.csv" | python3 -c '
+{ head -n 1 "$run/uac_stats.csv"; tail -n 1 "$run/uac_stats.csv"; } | python3 -c '
 import csv,sys
 rows=list(csv.reader(sys.stdin, delimiter=";"))
 h,v=rows[0],rows[-1]

@@ -80,6 +80,8 @@ fn main() -> ExitCode {
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
+                // journald and log files get plain text; colours only on a terminal.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             tracing::info!("{}", summary(&cfg));
             match tollgate::app::run(cfg) {
