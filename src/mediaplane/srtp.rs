@@ -77,9 +77,10 @@ mod tests {
         let m = SrtpTransform::unprotect_rtp(&mut rx, &mut buf, n).expect("unprotect");
         assert_eq!(m, 172);
         assert_eq!(&buf[12..172], &[0x55; 160][..]);
+        // The same index again: the replay window refuses it before authentication.
         assert_eq!(
             SrtpTransform::unprotect_rtp(&mut rx, &mut buf, 172),
-            Err(SrtpError::Auth)
+            Err(SrtpError::Replay)
         );
     }
 
