@@ -5,7 +5,6 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-#[allow(dead_code)]
 #[path = "xdpcommon/mod.rs"]
 mod xdpcommon;
 
