@@ -9,6 +9,7 @@ pub mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod media;
+pub mod mediaplane;
 pub mod routing;
 pub mod sdp;
 pub mod signaling;
