@@ -13,6 +13,7 @@ pub mod sink;
 pub mod spec;
 pub mod transform;
 pub mod wire;
+pub mod xsk;
 
 /// CLOCK_MONOTONIC in nanoseconds: the generator stamps it into each payload and the sink, on the same host,
 /// subtracts it from its own reading.
