@@ -231,7 +231,7 @@ pub fn run_xsk_gen(
         if rate.is_finite() {
             let owed = ((now - start) as f64 / 1e9 * rate) as u64;
             want = want.min(owed.saturating_sub(rep.sent));
-            if want == 0 && free.len() > 0 {
+            if want == 0 && !free.is_empty() {
                 std::thread::sleep(Duration::from_micros(200));
                 continue;
             }
