@@ -108,6 +108,15 @@ struct Common {
 struct GenArgs {
     #[command(flatten)]
     streams: Streams,
+    /// AF_XDP transmit on this interface instead of sendmmsg (unpaced at --unpaced-pps, needs root).
+    /// Stream binds/dests must be IPv4 addresses; receive with `tollgate-load sink` where the packets land.
+    #[arg(long)]
+    xsk_iface: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    xsk_queue: u32,
+    /// Next-hop MAC (aa:bb:cc:dd:ee:ff) for AF_XDP frames.
+    #[arg(long)]
+    dst_mac: Option<String>,
     #[command(flatten)]
     rate: Rate,
     #[command(flatten)]
@@ -368,7 +377,75 @@ fn print_run(rep: &RunReport, cpu: Option<f64>, json: bool) {
     }
 }
 
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let mut m = [0u8; 6];
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    if parts.len() != 6 {
+        bail!("bad MAC {s:?}");
+    }
+    for (b, p) in m.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).with_context(|| format!("bad MAC {s:?}"))?;
+    }
+    Ok(m)
+}
+
+fn cmd_gen_xsk(a: &GenArgs, iface: &str, json: bool) -> Result<()> {
+    let Some(path) = &a.streams.streams else {
+        bail!("--xsk-iface needs --streams FILE");
+    };
+    let specs = spec::parse(&std::fs::read_to_string(path)?)?;
+    let v4 = |s: SocketAddr| match s {
+        SocketAddr::V4(v) => Ok(v),
+        SocketAddr::V6(_) => Err(anyhow::anyhow!("AF_XDP mode is IPv4 only")),
+    };
+    let streams = specs
+        .iter()
+        .map(|s| Ok((v4(s.bind)?, v4(s.dest)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let src_mac = parse_mac(&std::fs::read_to_string(format!(
+        "/sys/class/net/{iface}/address"
+    ))?)?;
+    let dst_mac = parse_mac(
+        a.dst_mac
+            .as_deref()
+            .context("--xsk-iface needs --dst-mac")?,
+    )?;
+    let mut txs = specs
+        .iter()
+        .map(|s| for_key(s.tx_key.as_ref(), 2))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = tollgate::loadgen::xsk::XskGenConfig {
+        iface: iface.to_string(),
+        queue: a.xsk_queue,
+        src_mac,
+        dst_mac,
+        streams,
+        total_pps: a.rate.unpaced_pps.unwrap_or(0),
+        duration: secs(a.common.duration),
+        payload_len: a.rate.payload,
+        ssrc_base: SSRC_BASE,
+        core: a.common.gen_cpu,
+        frames: 8192,
+        ring: 2048,
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let r = tollgate::loadgen::xsk::run_xsk_gen(&cfg, &mut txs, &stop)?;
+    if json {
+        println!("{}", json!({ "xsk_gen": r }));
+    } else {
+        println!(
+            "AF_XDP sent {} ({:.0} pps over {:.2} s, pinned {}), completed {}, kick EAGAIN {}",
+            r.sent, r.pps, r.elapsed_s, r.pinned, r.completed, r.kick_eagain
+        );
+    }
+    Ok(())
+}
+
 fn cmd_gen(a: &GenArgs, json: bool) -> Result<()> {
+    if let Some(iface) = &a.xsk_iface {
+        return cmd_gen_xsk(a, iface, json);
+    }
     let w = workload(&a.streams, a.common.count_only)?;
     let cfg = GenConfig {
         pace: pace(&a.rate),
