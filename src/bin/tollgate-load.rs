@@ -623,7 +623,13 @@ fn cmd_search(a: &SearchArgs, json: bool) -> Result<()> {
                 p.sent_pps,
                 p.received_pps,
                 p.loss * 100.0,
-                if p.pass { "pass" } else { "FAIL" }
+                if p.pass {
+                    "pass"
+                } else if p.loss < a.max_loss {
+                    "FAIL (generator below 95 % of offered)"
+                } else {
+                    "FAIL (loss)"
+                }
             );
         }
         match result.best {
