@@ -2,7 +2,9 @@
 //!
 //! The crate follows the module map in DESIGN.md: sans-IO protocol and media code (`sip`, `sdp`, `routing`,
 //! `srtp`, `media`) underneath thin I/O drivers (`signaling`, `fastpath`).
-pub mod sip;
-pub mod fastpath;
 pub mod config;
+pub mod fastpath;
+pub mod ops;
 pub mod routing;
+pub mod sip;
+pub mod stats;

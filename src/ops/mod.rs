@@ -1,0 +1,3 @@
+//! Operating the appliance: systemd notification and watchdog, `tollgate doctor`, `tollgate install`.
+
+pub mod notify;
