@@ -4,6 +4,7 @@
 //! `srtp`, `media`) underneath thin I/O drivers (`signaling`, `fastpath`).
 pub mod config;
 pub mod fastpath;
+pub mod mgmt;
 pub mod ops;
 pub mod routing;
 pub mod sip;
