@@ -138,16 +138,26 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Splits `METHOD TARGET HTTP/1.x`; `None` for anything else (untrusted input from the management network).
+pub fn parse_request_line(line: &str) -> Option<(&str, &str)> {
+    let mut parts = line.split_whitespace();
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None) if v.starts_with("HTTP/1.") && t.starts_with('/') => {
+            Some((m, t))
+        }
+        _ => None,
+    }
+}
+
 fn serve_one(state: &MgmtState, stream: TcpStream, scratch: &mut PromWriter) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut r = BufReader::new(stream.try_clone()?).take(16 * 1024);
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => (m.to_owned(), t.to_owned()),
-        _ => {
+    let (method, target) = match parse_request_line(&line) {
+        Some((m, t)) => (m.to_owned(), t.to_owned()),
+        None => {
             let resp = Response {
                 status: 400,
                 content_type: "text/plain",
