@@ -200,17 +200,7 @@ pub fn check_sysctls(f: &Facts, w: &Wants) -> Vec<Finding> {
                 .ok()
                 .zip(want.parse::<u64>().ok())
                 .is_some_and(|(f, w)| f <= w),
-            "net.ipv4.udp_mem" => {
-                let fv: Vec<u64> = found
-                    .split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
-                let wv: Vec<u64> = want
-                    .split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
-                fv.len() == 3 && fv.get(2) >= wv.get(2)
-            }
+            "kernel.unprivileged_bpf_disabled" => found == "1" || found == "2",
             k if AT_LEAST.contains(&k) => found
                 .parse::<u64>()
                 .ok()
@@ -223,6 +213,8 @@ pub fn check_sysctls(f: &Facts, w: &Wants) -> Vec<Finding> {
                 format!("outside media ports {pmin}-{pmax} (e.g. {want})")
             }
             "net.ipv4.ip_local_reserved_ports" => format!("covers media ports {pmin}-{pmax}"),
+            "vm.swappiness" => format!("<= {want}"),
+            "kernel.unprivileged_bpf_disabled" => "1 or 2".to_owned(),
             k if AT_LEAST.contains(&k) => format!(">= {want}"),
             _ => want.clone(),
         };
@@ -618,15 +610,20 @@ pub fn gather(root: &Path, w: &Wants) -> Facts {
             .success()
             .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    let irqbalance_active = if live {
-        Command::new("systemctl")
-            .args(["is-active", "--quiet", "irqbalance"])
-            .status()
-            .ok()
-            .map(|s| s.success())
-    } else {
-        None
-    };
+    // A process scan works with or without systemd as init (containers, chroots) and on a fake root.
+    let irqbalance_active = std::fs::read_dir(root.join("proc")).ok().map(|d| {
+        d.filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "irqbalance")
+            })
+    });
     let nics = w
         .interfaces
         .iter()
@@ -779,6 +776,10 @@ Combined:	2
         s.insert("net.ipv4.ip_local_port_range".into(), "32768 60999".into()); // overlaps media
         s.insert("net.ipv4.ip_local_reserved_ports".into(), "".into());
         s.insert("net.core.bpf_jit_enable".into(), "0".into());
+        s.insert("kernel.unprivileged_bpf_disabled".into(), "2".into());
+        s.insert("vm.swappiness".into(), "60".into());
+        s.insert("kernel.unprivileged_bpf_disabled".into(), "2".into());
+        s.insert("vm.swappiness".into(), "60".into());
         s.remove("net.core.netdev_budget");
         let r = check_sysctls(
             &Facts {
@@ -805,6 +806,12 @@ Combined:	2
             by(&r, "sysctl net.core.bpf_jit_enable").status,
             Status::Fail
         );
+        assert_eq!(
+            by(&r, "sysctl kernel.unprivileged_bpf_disabled").status,
+            Status::Ok
+        );
+        assert_eq!(by(&r, "sysctl vm.swappiness").want, "<= 1");
+        assert_eq!(by(&r, "sysctl vm.swappiness").status, Status::Fail);
         assert_eq!(by(&r, "sysctl net.core.netdev_budget").status, Status::Info);
 
         // A media range high up moves the suggested ephemeral range below it.
@@ -1010,9 +1017,12 @@ Combined:	2
         );
         put("proc/cmdline", "isolcpus=2-4 nohz_full=2-4 rcu_nocbs=2-4\n");
         put("sys/devices/system/cpu/online", "0-7\n");
+        put("proc/812/comm", "irqbalance\n");
+        put("proc/1/comm", "init\n");
         let w = wants();
         let f = gather(root, &w);
         assert_eq!(f.cpus, 8);
+        assert_eq!(f.irqbalance_active, Some(true));
         assert_eq!(f.sysctls["net.ipv4.ip_local_port_range"], "32768 60999");
         let r = check_all(&f, &w);
         assert_eq!(by(&r, "sysctl net.core.rmem_max").status, Status::Fail);
