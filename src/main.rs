@@ -27,6 +27,198 @@ enum Cmd {
         /// Path to the TOML configuration.
         file: PathBuf,
     },
+    /// Check this machine against the tuning tollgate needs and print the command that fixes each problem.
+    Doctor {
+        /// Configuration whose media cores, interfaces and port range are checked (default: built-in demo).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Machine-readable findings.
+        #[arg(long)]
+        json: bool,
+        /// Also list the checks that pass.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Install the binary, systemd unit, sysctl drop-in and example config.
+    Install {
+        /// Install under this directory instead of / (staging, packaging, tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Where the binary goes, below the root.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Overwrite an existing /etc/tollgate/tollgate.toml.
+        #[arg(long)]
+        force_config: bool,
+    },
+    /// Talk to the running daemon over its control socket.
+    Ctl {
+        /// Control socket (default: mgmt.control_socket of --config, else /run/tollgate/control.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the reply as JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: CtlCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Live calls.
+    Calls,
+    /// One call with its legs and streams.
+    Show {
+        #[command(subcommand)]
+        what: ShowWhat,
+    },
+    /// Trunks with active calls, CPS, ASR and target health.
+    Trunks,
+    /// Media flows on the workers.
+    Flows,
+    /// Counters.
+    Stats,
+    /// Reload the configuration (like SIGHUP); prints the changes or why the file was refused.
+    Reload,
+    /// Refuse new calls and let the live ones end (like SIGTERM, without exiting early).
+    Drain {
+        #[arg(long)]
+        timeout: Option<u32>,
+    },
+    /// Source-address bans.
+    Ban {
+        #[command(subcommand)]
+        what: BanWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShowWhat {
+    Call { id: String },
+}
+
+#[derive(Subcommand)]
+enum BanWhat {
+    List,
+    Del { addr: String },
+}
+
+const DEFAULT_CONTROL_SOCKET: &str = "/run/tollgate/control.sock";
+
+fn doctor(config: Option<&Path>, json: bool, verbose: bool) -> ExitCode {
+    use tollgate::ops::doctor;
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let wants = doctor::Wants::from_config(&cfg);
+    let findings = doctor::check_all(&doctor::gather(Path::new("/"), &wants), &wants);
+    if json {
+        match serde_json::to_string_pretty(&findings) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", doctor::render(&findings, verbose));
+    }
+    if findings.iter().any(|f| f.status == doctor::Status::Fail) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn install(root: PathBuf, prefix: PathBuf, force_config: bool) -> ExitCode {
+    use tollgate::ops::install::{Action, InstallPlan};
+    let binary = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot find the running binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plan = InstallPlan {
+        root,
+        prefix,
+        binary,
+        force_config,
+    };
+    match plan.run() {
+        Ok(actions) => {
+            for a in &actions {
+                match a {
+                    Action::Wrote(p) => println!("installed {}", p.display()),
+                    Action::KeptExisting(p) => println!("kept existing {}", p.display()),
+                }
+            }
+            if plan.root == Path::new("/") {
+                println!("{}", plan.next_steps());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("install failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) -> ExitCode {
+    use tollgate::mgmt::ctl::{self, CtlReply, CtlRequest};
+    let socket = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => match load(Some(c)) {
+            Ok(cfg) => cfg.mgmt.control_socket,
+            Err(code) => return code,
+        },
+        (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+    };
+    let req = match cmd {
+        CtlCmd::Calls => CtlRequest::Calls,
+        CtlCmd::Show {
+            what: ShowWhat::Call { id },
+        } => CtlRequest::ShowCall { id },
+        CtlCmd::Trunks => CtlRequest::Trunks,
+        CtlCmd::Flows => CtlRequest::Flows,
+        CtlCmd::Stats => CtlRequest::Stats,
+        CtlCmd::Reload => CtlRequest::Reload,
+        CtlCmd::Drain { timeout } => CtlRequest::Drain { timeout_s: timeout },
+        CtlCmd::Ban {
+            what: BanWhat::List,
+        } => CtlRequest::BanList,
+        CtlCmd::Ban {
+            what: BanWhat::Del { addr },
+        } => CtlRequest::BanDel { addr },
+    };
+    let reply = match ctl::request(&socket, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reply).unwrap_or_default()
+        );
+    } else {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        print!("{}", ctl::render_human(&reply, now_ms));
+    }
+    if matches!(reply, CtlReply::Error(_)) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Exit status for an invalid configuration (distinct from 1, a runtime failure).
@@ -63,6 +255,22 @@ fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Doctor {
+            config,
+            json,
+            verbose,
+        } => doctor(config.as_deref(), json, verbose),
+        Cmd::Install {
+            root,
+            prefix,
+            force_config,
+        } => install(root, prefix, force_config),
+        Cmd::Ctl {
+            socket,
+            config,
+            json,
+            cmd,
+        } => ctl(socket, config.as_deref(), json, cmd),
         Cmd::CheckConfig { file } => match load(Some(&file)) {
             Ok(c) => {
                 println!("{}", summary(&c));

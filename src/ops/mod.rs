@@ -1,0 +1,5 @@
+//! Operating the appliance: systemd notification and watchdog, `tollgate doctor`, `tollgate install`.
+
+pub mod doctor;
+pub mod install;
+pub mod notify;
