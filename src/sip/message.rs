@@ -329,14 +329,20 @@ impl<B: AsRef<[u8]>> Message<B> {
                 }
                 continue;
             }
-            let colon = super::scan::find(b':', line).ok_or(ErrorKind::BadHeaderLine)?;
-            let name_raw = line.get(..colon).unwrap_or_default();
-            let name_len =
-                name_raw.len() - name_raw.iter().rev().take_while(|&&b| is_sp(b)).count();
-            let name = name_raw.get(..name_len).unwrap_or_default();
-            if !is_token_str(name) {
+            // One pass over the name: token bytes, optional SP/HTAB, then the colon (neither a token byte
+            // nor SP, so this is the first colon of the line).
+            let name_len = super::scan::skip(line, 0, super::scan::TOKEN);
+            let colon = name_len
+                + line
+                    .get(name_len..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|&&b| is_sp(b))
+                    .count();
+            if name_len == 0 || line.get(colon) != Some(&b':') {
                 return Err(ErrorKind::BadHeaderLine.into());
             }
+            let name = line.get(..name_len).unwrap_or_default();
             let value = line.get(colon + 1..).unwrap_or_default();
             let lead = value.iter().take_while(|&&b| is_sp(b)).count();
             let trail = value.iter().rev().take_while(|&&b| is_sp(b)).count();

@@ -92,9 +92,37 @@ header_names! {
     Date => "Date",
 }
 
-#[inline]
-fn eq(a: &[u8], b: &[u8]) -> bool {
-    a.eq_ignore_ascii_case(b)
+/// Eight bytes of `s` from `off` as a little-endian word, zero-padded past the end.
+#[inline(always)]
+fn word(s: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(t) = s.get(off..) {
+        let n = t.len().min(8);
+        if let (Some(dst), Some(src)) = (w.get_mut(..n), t.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+    }
+    u64::from_le_bytes(w)
+}
+
+/// Case-insensitive equality of `a` with `lower`, a lowercase literal of letters and `-`, eight bytes at a
+/// time. Only letter positions (bit 0x40 set in the literal) get the case bit folded in, so `-` matches only
+/// `-` and the result is exactly `a.eq_ignore_ascii_case(lower)`.
+#[inline(always)]
+fn eq(a: &[u8], lower: &[u8]) -> bool {
+    if a.len() != lower.len() {
+        return false;
+    }
+    let mut off = 0;
+    while off < lower.len() {
+        let lit = word(lower, off);
+        let fold = (lit & 0x4040_4040_4040_4040) >> 1;
+        if word(a, off) | fold != lit {
+            return false;
+        }
+        off += 8;
+    }
+    true
 }
 
 impl HeaderName {
@@ -127,68 +155,68 @@ impl HeaderName {
                 b'b' => ReferredBy,
                 _ => Other,
             },
-            2 if eq(name, b"To") => To,
-            3 if eq(name, b"Via") => Via,
+            2 if eq(name, b"to") => To,
+            3 if eq(name, b"via") => Via,
             4 => match f {
-                b'f' if eq(name, b"From") => From,
-                b'c' if eq(name, b"CSeq") => CSeq,
-                b'd' if eq(name, b"Date") => Date,
+                b'f' if eq(name, b"from") => From,
+                b'c' if eq(name, b"cseq") => CSeq,
+                b'd' if eq(name, b"date") => Date,
                 _ => Other,
             },
             5 => match f {
-                b'r' if eq(name, b"Route") => Route,
-                b'a' if eq(name, b"Allow") => Allow,
-                b'e' if eq(name, b"Event") => Event,
+                b'r' if eq(name, b"route") => Route,
+                b'a' if eq(name, b"allow") => Allow,
+                b'e' if eq(name, b"event") => Event,
                 _ => Other,
             },
             6 => match f {
-                b'm' if eq(name, b"Min-SE") => MinSe,
-                b'r' if eq(name, b"Reason") => Reason,
-                b's' if eq(name, b"Server") => Server,
+                b'm' if eq(name, b"min-se") => MinSe,
+                b'r' if eq(name, b"reason") => Reason,
+                b's' if eq(name, b"server") => Server,
                 _ => Other,
             },
             7 => match f {
-                b'c' if eq(name, b"Call-ID") => CallId,
-                b'c' if eq(name, b"Contact") => Contact,
-                b'e' if eq(name, b"Expires") => Expires,
-                b'r' if eq(name, b"Require") => Require,
-                b's' if eq(name, b"Subject") => Subject,
+                b'c' if eq(name, b"call-id") => CallId,
+                b'c' if eq(name, b"contact") => Contact,
+                b'e' if eq(name, b"expires") => Expires,
+                b'r' if eq(name, b"require") => Require,
+                b's' if eq(name, b"subject") => Subject,
                 _ => Other,
             },
             8 => match f {
-                b'r' if eq(name, b"Refer-To") => ReferTo,
-                b'r' if eq(name, b"Replaces") => Replaces,
+                b'r' if eq(name, b"refer-to") => ReferTo,
+                b'r' if eq(name, b"replaces") => Replaces,
                 _ => Other,
             },
-            9 if eq(name, b"Supported") => Supported,
-            10 if eq(name, b"User-Agent") => UserAgent,
+            9 if eq(name, b"supported") => Supported,
+            10 if eq(name, b"user-agent") => UserAgent,
             11 => match f {
-                b'r' if eq(name, b"Referred-By") => ReferredBy,
+                b'r' if eq(name, b"referred-by") => ReferredBy,
                 _ => Other,
             },
             12 => match f {
-                b'm' if eq(name, b"Max-Forwards") => MaxForwards,
-                b'r' if eq(name, b"Record-Route") => RecordRoute,
-                b'c' if eq(name, b"Content-Type") => ContentType,
-                b'a' if eq(name, b"Allow-Events") => AllowEvents,
+                b'm' if eq(name, b"max-forwards") => MaxForwards,
+                b'r' if eq(name, b"record-route") => RecordRoute,
+                b'c' if eq(name, b"content-type") => ContentType,
+                b'a' if eq(name, b"allow-events") => AllowEvents,
                 _ => Other,
             },
-            13 if eq(name, b"Authorization") => Authorization,
-            13 if eq(name, b"Proxy-Require") => ProxyRequire,
-            14 if eq(name, b"Content-Length") => ContentLength,
+            13 if eq(name, b"authorization") => Authorization,
+            13 if eq(name, b"proxy-require") => ProxyRequire,
+            14 if eq(name, b"content-length") => ContentLength,
             15 => match f {
-                b's' if eq(name, b"Session-Expires") => SessionExpires,
+                b's' if eq(name, b"session-expires") => SessionExpires,
                 _ => Other,
             },
             16 => match f {
-                b'w' if eq(name, b"WWW-Authenticate") => WwwAuthenticate,
-                b'c' if eq(name, b"Content-Encoding") => ContentEncoding,
+                b'w' if eq(name, b"www-authenticate") => WwwAuthenticate,
+                b'c' if eq(name, b"content-encoding") => ContentEncoding,
                 _ => Other,
             },
-            18 if eq(name, b"Proxy-Authenticate") => ProxyAuthenticate,
+            18 if eq(name, b"proxy-authenticate") => ProxyAuthenticate,
             19 => match f {
-                b'p' if eq(name, b"Proxy-Authorization") => ProxyAuthorization,
-                b'p' if eq(name, b"P-Asserted-Identity") => PAssertedIdentity,
+                b'p' if eq(name, b"proxy-authorization") => ProxyAuthorization,
+                b'p' if eq(name, b"p-asserted-identity") => PAssertedIdentity,
                 _ => Other,
             },
             _ => Other,
@@ -230,6 +258,12 @@ mod tests {
             (b"y", HeaderName::Other),
             (b"X-Custom", HeaderName::Other),
             (b"C%6Fntact", HeaderName::Other),
+            // The word compare folds case only at letter positions: a CR where '-' belongs is no match.
+            (b"Call\rID", HeaderName::Other),
+            (b"MIN\rSE", HeaderName::Other),
+            (b"CALL-id", HeaderName::CallId),
+            (b"p-ASSERTED-identity", HeaderName::PAssertedIdentity),
+            (b"Contacts", HeaderName::Other),
         ];
         for (raw, want) in pairs {
             assert_eq!(HeaderName::classify(raw), *want);
