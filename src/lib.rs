@@ -2,13 +2,13 @@
 //!
 //! The crate follows the module map in DESIGN.md: sans-IO protocol and media code (`sip`, `sdp`, `routing`,
 //! `srtp`, `media`) underneath thin I/O drivers (`signaling`, `fastpath`).
-pub mod sip;
-pub mod fastpath;
 pub mod config;
-pub mod routing;
-pub mod signaling;
+pub mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod media;
+pub mod routing;
 pub mod sdp;
+pub mod signaling;
+pub mod sip;
 pub mod srtp;
