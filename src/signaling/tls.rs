@@ -606,6 +606,8 @@ pub struct TlsLayer {
     peer: SocketAddr,
     failures: Failures,
     handshake_logged: bool,
+    /// `client_version` of the ClientHello a server received, to say why an old client was refused.
+    hello_version: Option<u16>,
 }
 
 impl fmt::Debug for TlsLayer {
@@ -624,6 +626,7 @@ impl TlsLayer {
             peer,
             failures,
             handshake_logged: false,
+            hello_version: None,
         }
     }
 
@@ -696,6 +699,9 @@ impl StreamLayer for TlsLayer {
         app_in: &mut StreamBuf,
         wire_out: &mut Vec<u8>,
     ) -> Result<(), LayerError> {
+        if self.hello_version.is_none() && !self.outbound() {
+            self.hello_version = client_hello_version(wire);
+        }
         let mut rest = wire;
         while !rest.is_empty() {
             let n = match self.conn.read_tls(&mut rest) {
@@ -705,7 +711,14 @@ impl StreamLayer for TlsLayer {
             if let Err(e) = self.conn.process_new_packets() {
                 // Send our alert too; the loop closes the connection after this error.
                 let _ = self.flush(wire_out);
-                return Err(self.fail(classify(&e), e.to_string()));
+                let kind = classify(&e);
+                let detail = match (kind, self.hello_version) {
+                    (TlsFailureKind::Incompatible, Some(v)) if v < 0x0303 => {
+                        format!("client offers at most {}: {e}", version_name(v))
+                    }
+                    _ => e.to_string(),
+                };
+                return Err(self.fail(kind, detail));
             }
             self.drain_plaintext(app_in)?;
             if n == 0 {
@@ -722,6 +735,24 @@ impl StreamLayer for TlsLayer {
             return Err(self.fail(TlsFailureKind::Handshake, e.to_string()));
         }
         self.flush(wire_out)
+    }
+}
+
+/// `client_version` of a ClientHello at the start of `wire` (record type 22, handshake type 1). A client
+/// that can do TLS 1.2 or 1.3 puts 0x0303 there; anything lower is an older client's highest version.
+fn client_hello_version(wire: &[u8]) -> Option<u16> {
+    match wire {
+        [0x16, _, _, _, _, 0x01, _, _, _, hi, lo, ..] => Some(u16::from_be_bytes([*hi, *lo])),
+        _ => None,
+    }
+}
+
+fn version_name(v: u16) -> &'static str {
+    match v {
+        0x0300 => "SSL 3.0",
+        0x0301 => "TLS 1.0",
+        0x0302 => "TLS 1.1",
+        _ => "an unknown version",
     }
 }
 
