@@ -17,6 +17,7 @@ use rcgen::{
 };
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use tollgate::signaling::tls_layer_factory_by_listener;
 use tollgate::signaling::{
     CertKeyFiles, CloseReason, ConnEvent, ConnId, Counters, DnsAnswer, DnsError, DnsRequestId, Io,
     ListenerId, LoopHandle, SigConfig, SigLoop, SipHandler, StreamBuf, TimerToken, TlsClient,
@@ -705,4 +706,75 @@ fn bad_pem_files_are_named_with_the_reason() {
         err.contains("empty.pem") && err.contains("CERTIFICATE"),
         "{err}"
     );
+}
+
+#[test]
+fn each_listener_uses_its_own_server_and_client_ca() {
+    let pki = Pki::new("perl");
+    let ca = pki.ca("ca");
+    let client_ca = pki.ca("clients");
+    let open_leaf = pki.leaf(&ca, "open", &[NAME], false);
+    let trunk_leaf = pki.leaf(&ca, "trunk", &["trunk-side.tollgate.test"], false);
+    let cli = pki.leaf(&client_ca, "cli", &["carrier.tollgate.test"], false);
+    let open =
+        TlsServer::from_files(TlsServerFiles::single(&open_leaf.cert, &open_leaf.key)).unwrap();
+    let mut files = TlsServerFiles::single(&trunk_leaf.cert, &trunk_leaf.key);
+    files.client_ca = Some(client_ca.pem.clone());
+    let trunk = TlsServer::from_files(files).unwrap();
+
+    let mut sig = SigLoop::<Msg>::new(SigConfig::default()).expect("loop");
+    let l_open = sig.bind_tls("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l_trunk = sig.bind_tls("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (a_open, a_trunk) = (
+        sig.local_addr(l_open).unwrap(),
+        sig.local_addr(l_trunk).unwrap(),
+    );
+    sig.set_tls_layer(tls_layer_factory_by_listener(
+        vec![(l_trunk, trunk.clone())],
+        Some(open.clone()),
+        TlsClientSet::new(),
+    ));
+    let handle = sig.handle();
+    let (out, seen) = mpsc::channel();
+    let thread = std::thread::spawn(move || sig.run(Echo { out, echo: true }));
+    let run = Running {
+        handle,
+        thread,
+        seen,
+        tls: None,
+    };
+
+    let anon = TlsClient::new(Some(&ca.pem), None).unwrap();
+    let mut s = rustls_connect(a_open, anon.config(), NAME);
+    assert_eq!(peer_leaf(&s), leaf_der(&open_leaf));
+    let m = sip_msg("open");
+    s.write_all(&m).unwrap();
+    s.flush().unwrap();
+    assert_eq!(
+        read_n(&mut s, m.len()).unwrap(),
+        m,
+        "no client cert needed here"
+    );
+
+    let sock = TcpStream::connect(a_trunk).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let name = ServerName::try_from("trunk-side.tollgate.test").unwrap();
+    let mut s = StreamOwned::new(ClientConnection::new(anon.config(), name).unwrap(), sock);
+    let _ = s.write_all(&m).and_then(|_| s.flush());
+    assert!(
+        read_n(&mut s, m.len()).is_err(),
+        "the trunk listener wants a client cert"
+    );
+    wait_failure(
+        || trunk.recent_failures(),
+        TlsFailureKind::NoClientCertificate,
+    );
+    assert!(open.recent_failures().is_empty());
+
+    let carrier = TlsClient::new(Some(&ca.pem), Some(&cli)).unwrap();
+    let mut s = rustls_connect(a_trunk, carrier.config(), "trunk-side.tollgate.test");
+    s.write_all(&m).unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_n(&mut s, m.len()).unwrap(), m);
+    run.stop();
 }

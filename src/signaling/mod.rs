@@ -72,5 +72,5 @@ pub use stream::{
 pub use timer::{TimerToken, TimerWheel};
 pub use tls::{
     CertKeyFiles, TlsClient, TlsClientSet, TlsError, TlsFailure, TlsFailureKind, TlsLayer,
-    TlsServer, TlsServerFiles, tls_layer_factory,
+    TlsServer, TlsServerFiles, tls_layer_factory, tls_layer_factory_by_listener,
 };

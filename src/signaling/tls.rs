@@ -31,6 +31,7 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
+use super::handler::ListenerId;
 use super::stream::{LayerContext, LayerError, LayerFactory, StreamBuf, StreamLayer};
 
 /// TLS 1.2 and 1.3; nothing older is offered or accepted.
@@ -759,11 +760,26 @@ fn version_name(v: u16) -> &'static str {
 /// The factory the binary gives [`SigLoop::set_tls_layer`](super::SigLoop::set_tls_layer): accepted
 /// connections get a server session from `server`, outbound ones a client session from `client`.
 pub fn tls_layer_factory(server: Option<Arc<TlsServer>>, client: TlsClientSet) -> LayerFactory {
+    tls_layer_factory_by_listener(Vec::new(), server, client)
+}
+
+/// Like [`tls_layer_factory`] with a server per listener (own certificate, own client CA for mutual TLS);
+/// listeners not in `servers` use `default`.
+pub fn tls_layer_factory_by_listener(
+    servers: Vec<(ListenerId, Arc<TlsServer>)>,
+    default: Option<Arc<TlsServer>>,
+    client: TlsClientSet,
+) -> LayerFactory {
+    let servers: HashMap<ListenerId, Arc<TlsServer>> = servers.into_iter().collect();
     Box::new(move |ctx: &LayerContext| {
         let layer = if ctx.outbound {
             client.layer_for(ctx.peer)?
         } else {
-            match &server {
+            let server = ctx
+                .listener
+                .and_then(|l| servers.get(&l))
+                .or(default.as_ref());
+            match server {
                 Some(s) => s.layer_for(ctx.peer)?,
                 None => {
                     return Err(LayerError(record(
@@ -771,11 +787,117 @@ pub fn tls_layer_factory(server: Option<Arc<TlsServer>>, client: TlsClientSet) -
                         ctx.peer,
                         false,
                         TlsFailureKind::NoProfile,
-                        "no TLS server certificate configured".into(),
+                        "no TLS server certificate configured for this listener".into(),
                     )));
                 }
             }
         };
         Ok(Box::new(layer) as Box<dyn StreamLayer>)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "192.0.2.1:5061".parse().unwrap()
+    }
+
+    /// A server layer without any certificate material: enough to see how hostile bytes are handled,
+    /// since rustls rejects them before a certificate is ever chosen.
+    fn bare_server() -> Arc<TlsServer> {
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(VERSIONS)
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new()));
+        Arc::new(TlsServer {
+            files: Mutex::new(TlsServerFiles::single("none", "none")),
+            config: ArcSwap::from_pointee(config),
+            failures: FailureLog::default(),
+        })
+    }
+
+    #[test]
+    fn plain_sip_on_a_tls_port_is_a_typed_error() {
+        let server = bare_server();
+        let mut layer = server.layer_for(peer()).unwrap();
+        let (mut app, mut out) = (StreamBuf::default(), Vec::new());
+        layer.on_connected(&mut out).unwrap();
+        assert!(out.is_empty(), "a server waits for the ClientHello");
+        let err = layer
+            .read_wire(b"OPTIONS sip:x SIP/2.0\r\n\r\n", &mut app, &mut out)
+            .unwrap_err();
+        assert!(app.is_empty());
+        let f = server.recent_failures();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, TlsFailureKind::Handshake);
+        assert!(err.0.contains("192.0.2.1:5061"), "{err}");
+    }
+
+    #[test]
+    fn random_and_truncated_records_never_panic() {
+        let server = bare_server();
+        // xorshift: deterministic, no dependency.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..2000 {
+            let len = (next() % 600) as usize;
+            let mut wire: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Half of them look like a handshake record so rustls parses further in.
+            if i % 2 == 0 && wire.len() > 6 {
+                wire[..6].copy_from_slice(&[0x16, 0x03, 0x01, 0x01, 0x00, 0x01]);
+            }
+            let mut layer = server.layer_for(peer()).unwrap();
+            let (mut app, mut out) = (StreamBuf::default(), Vec::new());
+            for chunk in wire.chunks(1 + (next() % 64) as usize) {
+                if layer.read_wire(chunk, &mut app, &mut out).is_err() {
+                    break;
+                }
+            }
+            assert!(app.is_empty(), "no plaintext before a handshake");
+        }
+        assert!(server.recent_failures().len() <= FAILURE_LOG_LEN);
+    }
+
+    #[test]
+    fn client_hello_version_reads_only_a_client_hello() {
+        let hello11 = [
+            0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x02, 0xaa,
+        ];
+        assert_eq!(client_hello_version(&hello11), Some(0x0302));
+        assert_eq!(client_hello_version(&hello11[..10]), None);
+        assert_eq!(client_hello_version(b"OPTIONS sip:x SIP/2.0"), None);
+        assert_eq!(version_name(0x0302), "TLS 1.1");
+    }
+
+    #[test]
+    fn unknown_peer_without_default_profile_is_refused_with_reason() {
+        let set = TlsClientSet::new();
+        let err = set.layer_for(peer()).unwrap_err();
+        assert!(err.0.contains("no TLS client profile"), "{err}");
+        assert_eq!(set.recent_failures()[0].kind, TlsFailureKind::NoProfile);
+        assert!(matches!(
+            set.add_target(
+                peer(),
+                "bad name!",
+                &TlsClient {
+                    config: Arc::new(
+                        ClientConfig::builder_with_provider(provider())
+                            .with_protocol_versions(VERSIONS)
+                            .unwrap()
+                            .with_root_certificates(RootCertStore::empty())
+                            .with_no_client_auth()
+                    )
+                }
+            ),
+            Err(TlsError::ServerName(_))
+        ));
+    }
 }
