@@ -41,7 +41,7 @@ impl ConnId {
 pub enum Transport {
     Udp,
     Tcp,
-    /// TLS over TCP: needs a layer factory (`SigLoop::set_tls_layer`); no TLS layer ships yet.
+    /// TLS over TCP: needs a layer factory (`SigLoop::set_tls_layer`, e.g. `tls::tls_layer_factory`).
     Tls,
 }
 

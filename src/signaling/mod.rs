@@ -8,7 +8,7 @@
 //!   the handler returned. Sends are SQEs queued during the batch and submitted together with the next wait.
 //! - TCP/TLS: multishot accept, one receive per connection into its own buffer, writes with partial-write
 //!   resubmission, outbound connects reused per `(remote address, transport)`, idle close, connection limits.
-//!   A [`StreamLayer`] sits between socket bytes and SIP bytes (plain now; a TLS session fits the same trait).
+//!   A [`StreamLayer`] sits between socket bytes and SIP bytes: plain, or rustls ([`tls`]).
 //! - Time: a millisecond [`TimerWheel`]; the loop sleeps in `io_uring_enter` until the next deadline.
 //! - DNS: hickory on a helper thread, answers back as completions.
 //!
@@ -58,6 +58,7 @@ pub mod handler;
 mod shared;
 pub mod stream;
 pub mod timer;
+pub mod tls;
 mod udp;
 
 pub use counters::Counters;
@@ -69,3 +70,7 @@ pub use stream::{
     LayerContext, LayerError, LayerFactory, PlainLayer, StreamBuf, StreamFramer, StreamLayer,
 };
 pub use timer::{TimerToken, TimerWheel};
+pub use tls::{
+    CertKeyFiles, TlsClient, TlsClientSet, TlsError, TlsFailure, TlsFailureKind, TlsLayer,
+    TlsServer, TlsServerFiles, tls_layer_factory, tls_layer_factory_by_listener,
+};
