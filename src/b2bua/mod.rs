@@ -17,8 +17,6 @@
 //! allow-list are copied, then its add/replace/remove rules run. Media: bypass (SDP passes unchanged); the
 //! offer/answer rewrite seam is [`B2bua::offer_to_b`] / [`B2bua::answer_to_a`].
 pub mod build;
-pub mod digest;
-pub mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +30,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::config::{Config, HeaderAction, NumberField, TemplateVar, UnauthorizedAction};
+use crate::routing::admission::Admission;
+use crate::routing::digest::{self as rdigest, Challenge};
+use crate::routing::targets::{self as rtargets, DnsAnswers};
+use crate::routing::{Routing, TrunkId};
 use crate::sip::builder::{MessageBuilder, error_response};
 use crate::sip::dialog::{Dialog, DialogResponse, UacRequest, UasRequest};
 use crate::sip::header::Method;
@@ -42,7 +44,47 @@ use crate::sip::txn::{
     Action, ClientRequest, Dest, RequestInfo, RequestMatch, ResponseInfo, ResponseMatch,
     TimerConfig, TimerName, TuMsg, TxnId, TxnTable,
 };
-use policy::Target;
+
+/// One resolved target of a trunk, as the transaction layer addresses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+fn transport_of(t: crate::config::Transport) -> Transport {
+    match t {
+        crate::config::Transport::Udp => Transport::Udp,
+        crate::config::Transport::Tcp => Transport::Tcp,
+        crate::config::Transport::Tls => Transport::Tls,
+    }
+}
+
+/// The trunk's targets that need no DNS (literal IPs), in failover order, through `routing::targets`.
+fn static_targets(cfg: &Config, trunk: usize) -> Vec<Target> {
+    let Some(t) = cfg.trunks.get(trunk) else {
+        return Vec::new();
+    };
+    rtargets::resolve(&t.targets, &DnsAnswers::default(), |_| 0)
+        .into_iter()
+        .map(|t| Target {
+            transport: transport_of(t.transport),
+            addr: t.addr,
+        })
+        .collect()
+}
+
+/// The user part of a URI as a number: only digits, `+`, `*`, `#` (visual separators and garbage dropped).
+fn clean_number(user: &[u8]) -> String {
+    user.iter()
+        .filter(|b| b.is_ascii_digit() || **b == b'+' || **b == b'*' || **b == b'#')
+        .map(|&b| b as char)
+        .collect()
+}
+
+fn trunk_id(i: usize) -> TrunkId {
+    TrunkId(u16::try_from(i).unwrap_or(u16::MAX))
+}
 
 /// How bytes reach a peer: the transport, which of our local addresses (index into the `locals` given to
 /// [`B2bua::new`]) and, for a stream accepted from the peer, the driver's connection id.
@@ -222,9 +264,6 @@ struct Health {
 }
 
 struct TrunkState {
-    active: u32,
-    tokens: f64,
-    last_refill: Instant,
     targets: Vec<Target>,
     health: Vec<Health>,
 }
@@ -235,6 +274,8 @@ pub type TargetHealth = Option<bool>;
 /// The B2BUA. See the module docs.
 pub struct B2bua {
     cfg: Arc<Config>,
+    routing: Routing,
+    admission: Admission,
     locals: Vec<LocalAddr>,
     txns: TxnTable,
     uses: HashMap<TxnId, TxnUse>,
@@ -270,6 +311,8 @@ impl B2bua {
             ^ u64::from(std::process::id()) << 32;
         let mut b = B2bua {
             trunks: Vec::new(),
+            routing: Routing::new(&cfg),
+            admission: Admission::new(&cfg),
             cfg,
             locals,
             txns: TxnTable::new(timer_cfg),
@@ -288,11 +331,8 @@ impl B2bua {
         };
         b.trunks = (0..b.cfg.trunks.len())
             .map(|i| {
-                let targets = policy::static_targets(&b.cfg, i);
+                let targets = static_targets(&b.cfg, i);
                 TrunkState {
-                    active: 0,
-                    tokens: b.cfg.trunks[i].max_cps.unwrap_or(0.0).max(1.0),
-                    last_refill: now,
                     health: vec![
                         Health {
                             up: true,
@@ -420,7 +460,7 @@ impl B2bua {
 
     /// ACL: does `src` belong to a trunk? If not, answer 403 (stateless) or drop, per config, and count.
     fn allowed(&mut self, src: SocketAddr, flow: Flow, data: &[u8]) -> bool {
-        if policy::trunk_of_source(&self.cfg, src.ip()).is_some() {
+        if self.routing.trunk_of_source(src.ip()).is_some() {
             return true;
         }
         match self.cfg.security.unauthorized {
@@ -732,7 +772,7 @@ impl B2bua {
         src: SocketAddr,
         msg: &Message<Bytes>,
     ) {
-        let Some(in_trunk) = policy::trunk_of_source(&self.cfg, src.ip()) else {
+        let Some(in_trunk) = self.routing.trunk_of_source(src.ip()).map(TrunkId::index) else {
             return;
         };
         if msg.max_forwards() == Some(0) {
@@ -761,35 +801,42 @@ impl B2bua {
         let ruri_user = msg
             .request_uri()
             .and_then(|u| u.user)
-            .map(policy::clean_number)
-            .unwrap_or_default();
-        let to_user = msg
-            .to()
-            .and_then(|t| t.uri.user)
-            .map(policy::clean_number)
+            .map(clean_number)
             .unwrap_or_default();
         let from_user = msg
             .from()
             .and_then(|t| t.uri.user)
-            .map(policy::clean_number)
+            .map(clean_number)
             .unwrap_or_default();
-        let called = policy::translate(&self.cfg, in_trunk, NumberField::RequestUri, &ruri_user);
-        let _to = policy::translate(&self.cfg, in_trunk, NumberField::To, &to_user);
-        let mut calling = policy::translate(&self.cfg, in_trunk, NumberField::From, &from_user);
-        let Some(out_trunk) = policy::route(&self.cfg, in_trunk, &called) else {
-            self.counters.no_route += 1;
-            let code = self.cfg.trunks[in_trunk].no_route_code;
-            let reason: &[u8] = match code {
-                484 => b"Address Incomplete",
-                604 => b"Does Not Exist Anywhere",
-                _ => b"Not Found",
-            };
-            self.respond_simple(now, id, msg, code, reason, &[]);
-            return;
+        let tr = &self.routing.translator;
+        let tin = trunk_id(in_trunk);
+        let called = tr
+            .translate(tin, NumberField::RequestUri, &ruri_user)
+            .map_or_else(|| ruri_user.clone(), |r| r.number);
+        let mut calling = tr
+            .translate(tin, NumberField::From, &from_user)
+            .map_or_else(|| from_user.clone(), |r| r.number);
+        let out_trunk = match self.routing.router.route(tin, &called) {
+            Ok(hit) => hit.to.index(),
+            Err(no) => {
+                self.counters.no_route += 1;
+                let code = no.code;
+                let reason: &[u8] = match code {
+                    484 => b"Address Incomplete",
+                    604 => b"Does Not Exist Anywhere",
+                    _ => b"Not Found",
+                };
+                self.respond_simple(now, id, msg, code, reason, &[]);
+                return;
+            }
         };
-        // Admission on both trunks the call touches.
-        for t in [in_trunk, out_trunk] {
-            if !self.admit(now, t) {
+        // Admission on both trunks the call touches; a refusal on the second gives back the first.
+        for (n, t) in [in_trunk, out_trunk].into_iter().enumerate() {
+            if let Err(refused) = self.admission.admit(trunk_id(t), now) {
+                if n == 1 {
+                    self.admission.release(trunk_id(in_trunk));
+                }
+                let retry = refused.retry_after_s().to_string();
                 self.counters.admission_rejected += 1;
                 self.respond_simple(
                     now,
@@ -797,7 +844,7 @@ impl B2bua {
                     msg,
                     503,
                     b"Service Unavailable",
-                    &[(b"Retry-After", b"5")],
+                    &[(b"Retry-After", retry.as_bytes())],
                 );
                 return;
             }
@@ -814,6 +861,8 @@ impl B2bua {
             up
         };
         if targets.is_empty() {
+            self.admission.release(trunk_id(in_trunk));
+            self.admission.release(trunk_id(out_trunk));
             self.counters.no_route += 1;
             self.respond_simple(
                 now,
@@ -899,33 +948,11 @@ impl B2bua {
         };
         let cref = CallRef { idx, generation };
         self.active_calls += 1;
-        self.trunks[in_trunk].active += 1;
-        self.trunks[out_trunk].active += 1;
         self.counters.calls_started += 1;
         if let Some(u) = self.uses.get_mut(&id) {
             u.role = Role::AInvite(cref);
         }
         self.send_b_invite(now, cref, msg);
-    }
-
-    fn admit(&mut self, now: Instant, trunk: usize) -> bool {
-        let t = &self.cfg.trunks[trunk];
-        let st = &mut self.trunks[trunk];
-        if let Some(max) = t.max_calls
-            && st.active >= max
-        {
-            return false;
-        }
-        if let Some(cps) = t.max_cps {
-            let dt = now.saturating_duration_since(st.last_refill).as_secs_f64();
-            st.last_refill = now;
-            st.tokens = (st.tokens + dt * cps).min(cps.max(1.0));
-            if st.tokens < 1.0 {
-                return false;
-            }
-            st.tokens -= 1.0;
-        }
-        true
     }
 
     fn local_for(&self, transport: Transport) -> (u16, SocketAddr) {
@@ -1399,14 +1426,20 @@ impl B2bua {
                 && let StartLine::Request { uri, .. } = inv.start_line()
             {
                 let cnonce = self.token();
-                if let Some(v) = digest::answer(
-                    ch,
-                    b"INVITE",
-                    uri,
-                    &creds.username,
-                    &creds.password,
-                    &cnonce,
-                ) {
+                if let (Ok(ch), Ok(uri)) = (std::str::from_utf8(ch), std::str::from_utf8(uri))
+                    && let Ok(ch) = Challenge::parse(ch)
+                {
+                    let v = rdigest::authorization(
+                        &ch,
+                        &rdigest::ClientRequest {
+                            username: &creds.username,
+                            password: &creds.password,
+                            method: "INVITE",
+                            uri,
+                            cnonce: &cnonce,
+                            nc: 1,
+                        },
+                    );
                     let name = if status == 401 {
                         HeaderName::Authorization
                     } else {
@@ -2235,9 +2268,7 @@ impl B2bua {
             }
         }
         for t in [call.in_trunk, call.out_trunk] {
-            if let Some(ts) = self.trunks.get_mut(t) {
-                ts.active = ts.active.saturating_sub(1);
-            }
+            self.admission.release(trunk_id(t));
         }
         self.active_calls -= 1;
         self.free.push(r.idx);
