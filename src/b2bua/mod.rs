@@ -6,8 +6,10 @@
 //!          ──on_timeout(now) at next_timeout()──►
 //! ```
 //!
-//! What happens to a request, in order: the source address must belong to a trunk (ACL, or one of a trunk's
-//! targets) or it is answered 403 / dropped (per `[security] unauthorized`) before any state exists; then the
+//! What happens to a request, in order: size and header-count caps; the source address must belong to a trunk
+//! (ACL, or one of a trunk's targets, `routing::Routing::trunk_of_source`), else `routing::guard` drops banned
+//! sources, scanners and floods and the rest is answered 403 / dropped (per `[security] unauthorized`) before
+//! any state exists; then the
 //! transaction layer (`sip::txn`) absorbs retransmissions; then the request is routed: in-dialog by Call-ID +
 //! our tag, out of dialog by method (INVITE creates a call, OPTIONS is answered 200, the rest 405/501).
 //!
@@ -29,9 +31,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::{Config, HeaderAction, NumberField, TemplateVar, UnauthorizedAction};
+use crate::config::{Config, HeaderAction, NumberField, TemplateVar};
 use crate::routing::admission::Admission;
 use crate::routing::digest::{self as rdigest, Challenge};
+use crate::routing::guard::{RequestFacts, SourceGuard, Verdict};
 use crate::routing::targets::{self as rtargets, DnsAnswers};
 use crate::routing::{Routing, TrunkId};
 use crate::sip::builder::{MessageBuilder, error_response};
@@ -129,6 +132,10 @@ pub struct Counters {
     pub session_refresh_failed: u64,
     pub options_answered: u64,
     pub not_implemented: u64,
+    /// Requests from unknown sources the guard dropped (banned source, scanner User-Agent, rate limit).
+    pub guard_dropped: u64,
+    /// Requests answered 513/400 for exceeding `max_message_size` / `max_headers`.
+    pub guard_rejected: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -276,6 +283,7 @@ pub struct B2bua {
     cfg: Arc<Config>,
     routing: Routing,
     admission: Admission,
+    guard: SourceGuard,
     locals: Vec<LocalAddr>,
     txns: TxnTable,
     uses: HashMap<TxnId, TxnUse>,
@@ -313,6 +321,7 @@ impl B2bua {
             trunks: Vec::new(),
             routing: Routing::new(&cfg),
             admission: Admission::new(&cfg),
+            guard: SourceGuard::new(&cfg.security),
             cfg,
             locals,
             txns: TxnTable::new(timer_cfg),
@@ -426,7 +435,7 @@ impl B2bua {
         let msg = match parsed {
             Ok(m) => m,
             Err(e) => {
-                if !self.allowed(src, flow, data) {
+                if !self.allowed(now, src, flow, data) {
                     return;
                 }
                 // An ACK is never answered (RFC 3261 17.2.1), however broken.
@@ -458,43 +467,82 @@ impl B2bua {
         self.drain(now, None);
     }
 
-    /// ACL: does `src` belong to a trunk? If not, answer 403 (stateless) or drop, per config, and count.
-    fn allowed(&mut self, src: SocketAddr, flow: Flow, data: &[u8]) -> bool {
-        if self.routing.trunk_of_source(src.ip()).is_some() {
-            return true;
-        }
-        match self.cfg.security.unauthorized {
-            UnauthorizedAction::Drop => self.counters.acl_dropped += 1,
-            UnauthorizedAction::Reject => {
-                self.counters.acl_rejected += 1;
-                if let Ok(m) = Message::frame_only(data)
-                    && m.is_request()
-                    && m.method() != Some(Method::Ack)
-                {
-                    let tag = self.token();
-                    self.buf.clear();
-                    build::simple_response(
-                        &mut self.buf,
-                        &m,
-                        403,
-                        b"Forbidden",
-                        Some(tag.as_bytes()),
-                        &[],
-                    );
-                    let bytes = Bytes::copy_from_slice(&self.buf);
-                    self.out.push_back(Transmit {
-                        flow,
-                        dest: src,
-                        bytes,
-                    });
-                }
+    /// Intake: size and header caps for everyone; a source outside every trunk then goes through
+    /// `routing::guard` (bans, scanner User-Agents, per-source rate limits) and, if it survives, is answered
+    /// 403 (stateless) or dropped per `[security] unauthorized`. Trunk peers are limited per trunk by
+    /// admission instead: a carrier sends every call from one address, far above per-source rates.
+    fn allowed(&mut self, now: Instant, src: SocketAddr, flow: Flow, data: &[u8]) -> bool {
+        let sec = &self.cfg.security;
+        let framed = Message::frame_only(data).ok();
+        let header_count = framed.as_ref().map_or(0, |m| m.header_count());
+        let known = self.routing.trunk_of_source(src.ip()).is_some();
+        let verdict = if known {
+            if data.len() > sec.max_message_size as usize {
+                Verdict::Reject(513)
+            } else if header_count > sec.max_headers as usize {
+                Verdict::Reject(400)
+            } else {
+                return true;
             }
+        } else {
+            let ua = framed
+                .as_ref()
+                .and_then(|m| m.header(HeaderName::UserAgent))
+                .and_then(|v| std::str::from_utf8(v).ok());
+            let facts = RequestFacts {
+                src: src.ip(),
+                is_invite: data.starts_with(b"INVITE "),
+                user_agent: ua,
+                size: data.len(),
+                header_count,
+            };
+            match self.guard.check(&facts, now) {
+                Verdict::Allow => self.guard.unauthorized(src.ip(), now),
+                Verdict::Drop => {
+                    self.counters.guard_dropped += 1;
+                    return false;
+                }
+                v => v,
+            }
+        };
+        let (code, reason): (u16, &[u8]) = match verdict {
+            Verdict::Allow => return true,
+            Verdict::Drop => {
+                self.counters.acl_dropped += 1;
+                return false;
+            }
+            Verdict::Reject(403) => {
+                self.counters.acl_rejected += 1;
+                (403, b"Forbidden")
+            }
+            Verdict::Reject(513) => {
+                self.counters.guard_rejected += 1;
+                (513, b"Message Too Large")
+            }
+            Verdict::Reject(c) => {
+                self.counters.guard_rejected += 1;
+                (c, b"Too Many Headers")
+            }
+        };
+        if let Some(m) = framed
+            && m.is_request()
+            && m.method() != Some(Method::Ack)
+        {
+            let tag = self.token();
+            self.buf.clear();
+            build::simple_response(&mut self.buf, &m, code, reason, Some(tag.as_bytes()), &[]);
+            let bytes = Bytes::copy_from_slice(&self.buf);
+            self.out.push_back(Transmit {
+                flow,
+                dest: src,
+                bytes,
+            });
         }
         false
     }
 
     fn on_request(&mut self, now: Instant, flow: Flow, src: SocketAddr, msg: Message<Bytes>) {
-        if !self.allowed(src, flow, msg.as_bytes()) {
+        if !self.allowed(now, src, flow, msg.as_bytes()) {
             return;
         }
         let Some(method) = msg.method() else { return };
