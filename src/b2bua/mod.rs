@@ -646,6 +646,27 @@ impl B2bua {
         msg: &Message<Bytes>,
         method: Method<'_>,
     ) {
+        // RFC 3261 8.2.2.3: a Require naming an extension we lack gets 420 on any request but ACK.
+        if method != Method::Ack
+            && msg
+                .tokens(HeaderName::Require)
+                .any(|t| !t.eq_ignore_ascii_case(b"timer"))
+        {
+            let unsupported: Vec<u8> = msg
+                .tokens(HeaderName::Require)
+                .filter(|t| !t.eq_ignore_ascii_case(b"timer"))
+                .collect::<Vec<_>>()
+                .join(&b", "[..]);
+            self.respond_simple(
+                now,
+                id,
+                msg,
+                420,
+                b"Bad Extension",
+                &[(b"Unsupported", &unsupported)],
+            );
+            return;
+        }
         match method {
             Method::Invite => self.new_call(now, id, flow, src, msg),
             Method::Options => {
@@ -825,25 +846,6 @@ impl B2bua {
         };
         if msg.max_forwards() == Some(0) {
             self.respond_simple(now, id, msg, 483, b"Too Many Hops", &[]);
-            return;
-        }
-        if msg
-            .tokens(HeaderName::Require)
-            .any(|t| !t.eq_ignore_ascii_case(b"timer"))
-        {
-            let unsupported: Vec<u8> = msg
-                .tokens(HeaderName::Require)
-                .filter(|t| !t.eq_ignore_ascii_case(b"timer"))
-                .collect::<Vec<_>>()
-                .join(&b", "[..]);
-            self.respond_simple(
-                now,
-                id,
-                msg,
-                420,
-                b"Bad Extension",
-                &[(b"Unsupported", &unsupported)],
-            );
             return;
         }
         let ruri_user = msg
