@@ -646,6 +646,15 @@ impl B2bua {
         msg: &Message<Bytes>,
         method: Method<'_>,
     ) {
+        // RFC 3261 8.2.2.1 / RFC 4475 3.3.2: a Request-URI scheme we do not serve gets 416.
+        if method != Method::Ack
+            && msg
+                .request_uri()
+                .is_some_and(|u| u.scheme == crate::sip::uri::Scheme::Other)
+        {
+            self.respond_simple(now, id, msg, 416, b"Unsupported URI Scheme", &[]);
+            return;
+        }
         // RFC 3261 8.2.2.3: a Require naming an extension we lack gets 420 on any request but ACK.
         if method != Method::Ack
             && msg

@@ -547,6 +547,12 @@ fn options_unknown_method_malformed_no_route() {
     assert!(header(&out[0].1, "Allow").unwrap().contains("INVITE"));
     let out = h.feed(
         CARRIER,
+        &opt.replacen("OPTIONS sip:198.51.100.1", "OPTIONS urn:x-opaque:thing", 1)
+            .replace("o1", "o0"),
+    );
+    assert_eq!(status(&out[0].1), 416, "{}", out[0].1);
+    let out = h.feed(
+        CARRIER,
         &opt.replace("OPTIONS", "FOOBAR").replace("o1", "o2"),
     );
     assert_eq!(status(&out[0].1), 501);
