@@ -6,8 +6,10 @@
 //!          ──on_timeout(now) at next_timeout()──►
 //! ```
 //!
-//! What happens to a request, in order: the source address must belong to a trunk (ACL, or one of a trunk's
-//! targets) or it is answered 403 / dropped (per `[security] unauthorized`) before any state exists; then the
+//! What happens to a request, in order: size and header-count caps; the source address must belong to a trunk
+//! (ACL, or one of a trunk's targets, `routing::Routing::trunk_of_source`), else `routing::guard` drops banned
+//! sources, scanners and floods and the rest is answered 403 / dropped (per `[security] unauthorized`) before
+//! any state exists; then the
 //! transaction layer (`sip::txn`) absorbs retransmissions; then the request is routed: in-dialog by Call-ID +
 //! our tag, out of dialog by method (INVITE creates a call, OPTIONS is answered 200, the rest 405/501).
 //!
@@ -17,8 +19,6 @@
 //! allow-list are copied, then its add/replace/remove rules run. Media: bypass (SDP passes unchanged); the
 //! offer/answer rewrite seam is [`B2bua::offer_to_b`] / [`B2bua::answer_to_a`].
 pub mod build;
-pub mod digest;
-pub mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -31,7 +31,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::{Config, HeaderAction, NumberField, TemplateVar, UnauthorizedAction};
+use crate::config::{Config, HeaderAction, NumberField, TemplateVar};
+use crate::routing::admission::Admission;
+use crate::routing::digest::{self as rdigest, Challenge};
+use crate::routing::guard::{RequestFacts, SourceGuard, Verdict};
+use crate::routing::targets::{self as rtargets, DnsAnswers};
+use crate::routing::{Routing, TrunkId};
 use crate::sip::builder::{MessageBuilder, error_response};
 use crate::sip::dialog::{Dialog, DialogResponse, UacRequest, UasRequest};
 use crate::sip::header::Method;
@@ -42,7 +47,47 @@ use crate::sip::txn::{
     Action, ClientRequest, Dest, RequestInfo, RequestMatch, ResponseInfo, ResponseMatch,
     TimerConfig, TimerName, TuMsg, TxnId, TxnTable,
 };
-use policy::Target;
+
+/// One resolved target of a trunk, as the transaction layer addresses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+fn transport_of(t: crate::config::Transport) -> Transport {
+    match t {
+        crate::config::Transport::Udp => Transport::Udp,
+        crate::config::Transport::Tcp => Transport::Tcp,
+        crate::config::Transport::Tls => Transport::Tls,
+    }
+}
+
+/// The trunk's targets that need no DNS (literal IPs), in failover order, through `routing::targets`.
+fn static_targets(cfg: &Config, trunk: usize) -> Vec<Target> {
+    let Some(t) = cfg.trunks.get(trunk) else {
+        return Vec::new();
+    };
+    rtargets::resolve(&t.targets, &DnsAnswers::default(), |_| 0)
+        .into_iter()
+        .map(|t| Target {
+            transport: transport_of(t.transport),
+            addr: t.addr,
+        })
+        .collect()
+}
+
+/// The user part of a URI as a number: only digits, `+`, `*`, `#` (visual separators and garbage dropped).
+fn clean_number(user: &[u8]) -> String {
+    user.iter()
+        .filter(|b| b.is_ascii_digit() || **b == b'+' || **b == b'*' || **b == b'#')
+        .map(|&b| b as char)
+        .collect()
+}
+
+fn trunk_id(i: usize) -> TrunkId {
+    TrunkId(u16::try_from(i).unwrap_or(u16::MAX))
+}
 
 /// How bytes reach a peer: the transport, which of our local addresses (index into the `locals` given to
 /// [`B2bua::new`]) and, for a stream accepted from the peer, the driver's connection id.
@@ -87,6 +132,10 @@ pub struct Counters {
     pub session_refresh_failed: u64,
     pub options_answered: u64,
     pub not_implemented: u64,
+    /// Requests from unknown sources the guard dropped (banned source, scanner User-Agent, rate limit).
+    pub guard_dropped: u64,
+    /// Requests answered 513/400 for exceeding `max_message_size` / `max_headers`.
+    pub guard_rejected: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -222,9 +271,6 @@ struct Health {
 }
 
 struct TrunkState {
-    active: u32,
-    tokens: f64,
-    last_refill: Instant,
     targets: Vec<Target>,
     health: Vec<Health>,
 }
@@ -235,6 +281,9 @@ pub type TargetHealth = Option<bool>;
 /// The B2BUA. See the module docs.
 pub struct B2bua {
     cfg: Arc<Config>,
+    routing: Routing,
+    admission: Admission,
+    guard: SourceGuard,
     locals: Vec<LocalAddr>,
     txns: TxnTable,
     uses: HashMap<TxnId, TxnUse>,
@@ -270,6 +319,9 @@ impl B2bua {
             ^ u64::from(std::process::id()) << 32;
         let mut b = B2bua {
             trunks: Vec::new(),
+            routing: Routing::new(&cfg),
+            admission: Admission::new(&cfg),
+            guard: SourceGuard::new(&cfg.security),
             cfg,
             locals,
             txns: TxnTable::new(timer_cfg),
@@ -288,11 +340,8 @@ impl B2bua {
         };
         b.trunks = (0..b.cfg.trunks.len())
             .map(|i| {
-                let targets = policy::static_targets(&b.cfg, i);
+                let targets = static_targets(&b.cfg, i);
                 TrunkState {
-                    active: 0,
-                    tokens: b.cfg.trunks[i].max_cps.unwrap_or(0.0).max(1.0),
-                    last_refill: now,
                     health: vec![
                         Health {
                             up: true,
@@ -386,7 +435,7 @@ impl B2bua {
         let msg = match parsed {
             Ok(m) => m,
             Err(e) => {
-                if !self.allowed(src, flow, data) {
+                if !self.allowed(now, src, flow, data) {
                     return;
                 }
                 // An ACK is never answered (RFC 3261 17.2.1), however broken.
@@ -418,43 +467,82 @@ impl B2bua {
         self.drain(now, None);
     }
 
-    /// ACL: does `src` belong to a trunk? If not, answer 403 (stateless) or drop, per config, and count.
-    fn allowed(&mut self, src: SocketAddr, flow: Flow, data: &[u8]) -> bool {
-        if policy::trunk_of_source(&self.cfg, src.ip()).is_some() {
-            return true;
-        }
-        match self.cfg.security.unauthorized {
-            UnauthorizedAction::Drop => self.counters.acl_dropped += 1,
-            UnauthorizedAction::Reject => {
-                self.counters.acl_rejected += 1;
-                if let Ok(m) = Message::frame_only(data)
-                    && m.is_request()
-                    && m.method() != Some(Method::Ack)
-                {
-                    let tag = self.token();
-                    self.buf.clear();
-                    build::simple_response(
-                        &mut self.buf,
-                        &m,
-                        403,
-                        b"Forbidden",
-                        Some(tag.as_bytes()),
-                        &[],
-                    );
-                    let bytes = Bytes::copy_from_slice(&self.buf);
-                    self.out.push_back(Transmit {
-                        flow,
-                        dest: src,
-                        bytes,
-                    });
-                }
+    /// Intake: size and header caps for everyone; a source outside every trunk then goes through
+    /// `routing::guard` (bans, scanner User-Agents, per-source rate limits) and, if it survives, is answered
+    /// 403 (stateless) or dropped per `[security] unauthorized`. Trunk peers are limited per trunk by
+    /// admission instead: a carrier sends every call from one address, far above per-source rates.
+    fn allowed(&mut self, now: Instant, src: SocketAddr, flow: Flow, data: &[u8]) -> bool {
+        let sec = &self.cfg.security;
+        let framed = Message::frame_only(data).ok();
+        let header_count = framed.as_ref().map_or(0, |m| m.header_count());
+        let known = self.routing.trunk_of_source(src.ip()).is_some();
+        let verdict = if known {
+            if data.len() > sec.max_message_size as usize {
+                Verdict::Reject(513)
+            } else if header_count > sec.max_headers as usize {
+                Verdict::Reject(400)
+            } else {
+                return true;
             }
+        } else {
+            let ua = framed
+                .as_ref()
+                .and_then(|m| m.header(HeaderName::UserAgent))
+                .and_then(|v| std::str::from_utf8(v).ok());
+            let facts = RequestFacts {
+                src: src.ip(),
+                is_invite: data.starts_with(b"INVITE "),
+                user_agent: ua,
+                size: data.len(),
+                header_count,
+            };
+            match self.guard.check(&facts, now) {
+                Verdict::Allow => self.guard.unauthorized(src.ip(), now),
+                Verdict::Drop => {
+                    self.counters.guard_dropped += 1;
+                    return false;
+                }
+                v => v,
+            }
+        };
+        let (code, reason): (u16, &[u8]) = match verdict {
+            Verdict::Allow => return true,
+            Verdict::Drop => {
+                self.counters.acl_dropped += 1;
+                return false;
+            }
+            Verdict::Reject(403) => {
+                self.counters.acl_rejected += 1;
+                (403, b"Forbidden")
+            }
+            Verdict::Reject(513) => {
+                self.counters.guard_rejected += 1;
+                (513, b"Message Too Large")
+            }
+            Verdict::Reject(c) => {
+                self.counters.guard_rejected += 1;
+                (c, b"Too Many Headers")
+            }
+        };
+        if let Some(m) = framed
+            && m.is_request()
+            && m.method() != Some(Method::Ack)
+        {
+            let tag = self.token();
+            self.buf.clear();
+            build::simple_response(&mut self.buf, &m, code, reason, Some(tag.as_bytes()), &[]);
+            let bytes = Bytes::copy_from_slice(&self.buf);
+            self.out.push_back(Transmit {
+                flow,
+                dest: src,
+                bytes,
+            });
         }
         false
     }
 
     fn on_request(&mut self, now: Instant, flow: Flow, src: SocketAddr, msg: Message<Bytes>) {
-        if !self.allowed(src, flow, msg.as_bytes()) {
+        if !self.allowed(now, src, flow, msg.as_bytes()) {
             return;
         }
         let Some(method) = msg.method() else { return };
@@ -558,6 +646,36 @@ impl B2bua {
         msg: &Message<Bytes>,
         method: Method<'_>,
     ) {
+        // RFC 3261 8.2.2.1 / RFC 4475 3.3.2: a Request-URI scheme we do not serve gets 416.
+        if method != Method::Ack
+            && msg
+                .request_uri()
+                .is_some_and(|u| u.scheme == crate::sip::uri::Scheme::Other)
+        {
+            self.respond_simple(now, id, msg, 416, b"Unsupported URI Scheme", &[]);
+            return;
+        }
+        // RFC 3261 8.2.2.3: a Require naming an extension we lack gets 420 on any request but ACK.
+        if method != Method::Ack
+            && msg
+                .tokens(HeaderName::Require)
+                .any(|t| !t.eq_ignore_ascii_case(b"timer"))
+        {
+            let unsupported: Vec<u8> = msg
+                .tokens(HeaderName::Require)
+                .filter(|t| !t.eq_ignore_ascii_case(b"timer"))
+                .collect::<Vec<_>>()
+                .join(&b", "[..]);
+            self.respond_simple(
+                now,
+                id,
+                msg,
+                420,
+                b"Bad Extension",
+                &[(b"Unsupported", &unsupported)],
+            );
+            return;
+        }
         match method {
             Method::Invite => self.new_call(now, id, flow, src, msg),
             Method::Options => {
@@ -732,64 +850,52 @@ impl B2bua {
         src: SocketAddr,
         msg: &Message<Bytes>,
     ) {
-        let Some(in_trunk) = policy::trunk_of_source(&self.cfg, src.ip()) else {
+        let Some(in_trunk) = self.routing.trunk_of_source(src.ip()).map(TrunkId::index) else {
             return;
         };
         if msg.max_forwards() == Some(0) {
             self.respond_simple(now, id, msg, 483, b"Too Many Hops", &[]);
             return;
         }
-        if msg
-            .tokens(HeaderName::Require)
-            .any(|t| !t.eq_ignore_ascii_case(b"timer"))
-        {
-            let unsupported: Vec<u8> = msg
-                .tokens(HeaderName::Require)
-                .filter(|t| !t.eq_ignore_ascii_case(b"timer"))
-                .collect::<Vec<_>>()
-                .join(&b", "[..]);
-            self.respond_simple(
-                now,
-                id,
-                msg,
-                420,
-                b"Bad Extension",
-                &[(b"Unsupported", &unsupported)],
-            );
-            return;
-        }
         let ruri_user = msg
             .request_uri()
             .and_then(|u| u.user)
-            .map(policy::clean_number)
-            .unwrap_or_default();
-        let to_user = msg
-            .to()
-            .and_then(|t| t.uri.user)
-            .map(policy::clean_number)
+            .map(clean_number)
             .unwrap_or_default();
         let from_user = msg
             .from()
             .and_then(|t| t.uri.user)
-            .map(policy::clean_number)
+            .map(clean_number)
             .unwrap_or_default();
-        let called = policy::translate(&self.cfg, in_trunk, NumberField::RequestUri, &ruri_user);
-        let _to = policy::translate(&self.cfg, in_trunk, NumberField::To, &to_user);
-        let mut calling = policy::translate(&self.cfg, in_trunk, NumberField::From, &from_user);
-        let Some(out_trunk) = policy::route(&self.cfg, in_trunk, &called) else {
-            self.counters.no_route += 1;
-            let code = self.cfg.trunks[in_trunk].no_route_code;
-            let reason: &[u8] = match code {
-                484 => b"Address Incomplete",
-                604 => b"Does Not Exist Anywhere",
-                _ => b"Not Found",
-            };
-            self.respond_simple(now, id, msg, code, reason, &[]);
-            return;
+        let tr = &self.routing.translator;
+        let tin = trunk_id(in_trunk);
+        let called = tr
+            .translate(tin, NumberField::RequestUri, &ruri_user)
+            .map_or_else(|| ruri_user.clone(), |r| r.number);
+        let mut calling = tr
+            .translate(tin, NumberField::From, &from_user)
+            .map_or_else(|| from_user.clone(), |r| r.number);
+        let out_trunk = match self.routing.router.route(tin, &called) {
+            Ok(hit) => hit.to.index(),
+            Err(no) => {
+                self.counters.no_route += 1;
+                let code = no.code;
+                let reason: &[u8] = match code {
+                    484 => b"Address Incomplete",
+                    604 => b"Does Not Exist Anywhere",
+                    _ => b"Not Found",
+                };
+                self.respond_simple(now, id, msg, code, reason, &[]);
+                return;
+            }
         };
-        // Admission on both trunks the call touches.
-        for t in [in_trunk, out_trunk] {
-            if !self.admit(now, t) {
+        // Admission on both trunks the call touches; a refusal on the second gives back the first.
+        for (n, t) in [in_trunk, out_trunk].into_iter().enumerate() {
+            if let Err(refused) = self.admission.admit(trunk_id(t), now) {
+                if n == 1 {
+                    self.admission.release(trunk_id(in_trunk));
+                }
+                let retry = refused.retry_after_s().to_string();
                 self.counters.admission_rejected += 1;
                 self.respond_simple(
                     now,
@@ -797,7 +903,7 @@ impl B2bua {
                     msg,
                     503,
                     b"Service Unavailable",
-                    &[(b"Retry-After", b"5")],
+                    &[(b"Retry-After", retry.as_bytes())],
                 );
                 return;
             }
@@ -814,6 +920,8 @@ impl B2bua {
             up
         };
         if targets.is_empty() {
+            self.admission.release(trunk_id(in_trunk));
+            self.admission.release(trunk_id(out_trunk));
             self.counters.no_route += 1;
             self.respond_simple(
                 now,
@@ -899,33 +1007,11 @@ impl B2bua {
         };
         let cref = CallRef { idx, generation };
         self.active_calls += 1;
-        self.trunks[in_trunk].active += 1;
-        self.trunks[out_trunk].active += 1;
         self.counters.calls_started += 1;
         if let Some(u) = self.uses.get_mut(&id) {
             u.role = Role::AInvite(cref);
         }
         self.send_b_invite(now, cref, msg);
-    }
-
-    fn admit(&mut self, now: Instant, trunk: usize) -> bool {
-        let t = &self.cfg.trunks[trunk];
-        let st = &mut self.trunks[trunk];
-        if let Some(max) = t.max_calls
-            && st.active >= max
-        {
-            return false;
-        }
-        if let Some(cps) = t.max_cps {
-            let dt = now.saturating_duration_since(st.last_refill).as_secs_f64();
-            st.last_refill = now;
-            st.tokens = (st.tokens + dt * cps).min(cps.max(1.0));
-            if st.tokens < 1.0 {
-                return false;
-            }
-            st.tokens -= 1.0;
-        }
-        true
     }
 
     fn local_for(&self, transport: Transport) -> (u16, SocketAddr) {
@@ -1399,14 +1485,20 @@ impl B2bua {
                 && let StartLine::Request { uri, .. } = inv.start_line()
             {
                 let cnonce = self.token();
-                if let Some(v) = digest::answer(
-                    ch,
-                    b"INVITE",
-                    uri,
-                    &creds.username,
-                    &creds.password,
-                    &cnonce,
-                ) {
+                if let (Ok(ch), Ok(uri)) = (std::str::from_utf8(ch), std::str::from_utf8(uri))
+                    && let Ok(ch) = Challenge::parse(ch)
+                {
+                    let v = rdigest::authorization(
+                        &ch,
+                        &rdigest::ClientRequest {
+                            username: &creds.username,
+                            password: &creds.password,
+                            method: "INVITE",
+                            uri,
+                            cnonce: &cnonce,
+                            nc: 1,
+                        },
+                    );
                     let name = if status == 401 {
                         HeaderName::Authorization
                     } else {
@@ -2235,9 +2327,7 @@ impl B2bua {
             }
         }
         for t in [call.in_trunk, call.out_trunk] {
-            if let Some(ts) = self.trunks.get_mut(t) {
-                ts.active = ts.active.saturating_sub(1);
-            }
+            self.admission.release(trunk_id(t));
         }
         self.active_calls -= 1;
         self.free.push(r.idx);

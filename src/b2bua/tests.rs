@@ -499,6 +499,38 @@ fn acl_reject_and_drop_keep_no_state() {
 }
 
 #[test]
+fn source_guard_scanners_bans_and_size_caps() {
+    let cfg = format!(
+        "{CFG}\n[security]\nban_threshold = 3\nmax_headers = 20\nscanner_user_agents = [\"friendly-scanner\"]\n"
+    );
+    let mut h = H::new(&cfg);
+    let scan =
+        carrier_invite("s1", "15551234567").replacen("carrier-sbc/1.0", "friendly-scanner", 1);
+    assert!(h.feed("203.0.113.7:5060", &scan).is_empty());
+    assert_eq!(h.b.counters().guard_dropped, 1);
+    // The scanner probe banned the source: even a clean request is now dropped unanswered.
+    assert!(
+        h.feed("203.0.113.7:5060", &carrier_invite("s2", "15551234567"))
+            .is_empty()
+    );
+    assert_eq!(h.b.counters().guard_dropped, 2);
+    // Another unknown source is still answered 403 (and counts towards its own ban).
+    let out = h.feed("203.0.113.8:5060", &carrier_invite("s3", "15551234567"));
+    assert_eq!(status(&out[0].1), 403);
+    // A trunk peer over the header cap gets 400 and no call.
+    let many: String = (0..30).map(|i| format!("\n        X-Pad{i}: x")).collect();
+    let fat = carrier_invite("s4", "15551234567").replacen(
+        "Max-Forwards: 70",
+        &format!("Max-Forwards: 70{many}"),
+        1,
+    );
+    let out = h.feed(CARRIER, &fat);
+    assert_eq!(status(&out[0].1), 400, "{}", out[0].1);
+    assert_eq!(h.b.counters().guard_rejected, 1);
+    assert_eq!(h.b.active_calls(), 0);
+}
+
+#[test]
 fn options_unknown_method_malformed_no_route() {
     let mut h = H::new(CFG);
     let opt = "OPTIONS sip:198.51.100.1 SIP/2.0
@@ -513,6 +545,12 @@ fn options_unknown_method_malformed_no_route() {
     let out = h.feed(CARRIER, opt);
     assert_eq!(status(&out[0].1), 200);
     assert!(header(&out[0].1, "Allow").unwrap().contains("INVITE"));
+    let out = h.feed(
+        CARRIER,
+        &opt.replacen("OPTIONS sip:198.51.100.1", "OPTIONS urn:x-opaque:thing", 1)
+            .replace("o1", "o0"),
+    );
+    assert_eq!(status(&out[0].1), 416, "{}", out[0].1);
     let out = h.feed(
         CARRIER,
         &opt.replace("OPTIONS", "FOOBAR").replace("o1", "o2"),

@@ -13,7 +13,7 @@ pub mod numbers;
 pub mod route;
 pub mod targets;
 
-use crate::config::Config;
+use crate::config::{Config, Host, TargetSpec};
 use std::net::IpAddr;
 
 /// Index of a trunk in `Config::trunks`.
@@ -48,6 +48,9 @@ pub struct Routing {
     auth: Vec<bool>,
     /// Per listener (index into `Config::listen`): its trunk hint.
     listener_trunk: Vec<Option<TrunkId>>,
+    /// Literal IP targets of every trunk, in trunk order: a trunk without an ACL (a cloud trunk) still owns the
+    /// requests its own targets send (outbound calls, REFER, BYE from a new address).
+    target_ips: Vec<(IpAddr, TrunkId)>,
 }
 
 impl Routing {
@@ -68,7 +71,34 @@ impl Routing {
                 .map(|t| t.inbound_auth.is_some())
                 .collect(),
             listener_trunk: cfg.listen.iter().map(|l| l.trunk.and_then(id)).collect(),
+            target_ips: cfg
+                .trunks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| Some((id(i)?, t)))
+                .flat_map(|(tid, t)| {
+                    t.targets.iter().filter_map(move |spec| match spec {
+                        TargetSpec::Uri {
+                            host: Host::Ip(ip), ..
+                        } => Some((acl::normalise(*ip), tid)),
+                        _ => None,
+                    })
+                })
+                .collect(),
         }
+    }
+
+    /// The trunk a request from `src` belongs to: the ACL's answer, else the first trunk that has `src` as
+    /// a literal target address.
+    pub fn trunk_of_source(&self, src: IpAddr) -> Option<TrunkId> {
+        if let Some(t) = self.acl.classify(src) {
+            return Some(t);
+        }
+        let src = acl::normalise(src);
+        self.target_ips
+            .iter()
+            .find(|(ip, _)| *ip == src)
+            .map(|(_, t)| *t)
     }
 
     /// Classifies a request from `src` that arrived on listener `listener` (index into `Config::listen`).
@@ -110,6 +140,39 @@ mod tests {
         let hit = r.router.route(from, tr.called("15551234567")).unwrap();
         assert_eq!(c.trunks[hit.to.index()].name, "cloud");
         assert_eq!(tr.called("15551234567"), "+18005551234");
+    }
+
+    #[test]
+    fn source_by_acl_or_target_ip() {
+        let text = r#"
+[node]
+name = "t"
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+[[trunk]]
+name = "carrier"
+acl = ["10.0.0.0/8"]
+targets = ["sip:10.0.0.1"]
+[[trunk]]
+name = "cloud"
+targets = ["sip:192.0.2.1:5070", "sip:cloud.example.com", "sip:192.0.2.2;transport=tcp"]
+"#;
+        let c = load_str(text, Path::new("t")).unwrap();
+        let r = Routing::new(&c);
+        assert_eq!(
+            r.trunk_of_source("10.1.2.3".parse().unwrap()),
+            Some(TrunkId(0))
+        );
+        assert_eq!(
+            r.trunk_of_source("192.0.2.2".parse().unwrap()),
+            Some(TrunkId(1))
+        );
+        assert_eq!(
+            r.trunk_of_source("::ffff:192.0.2.1".parse().unwrap()),
+            Some(TrunkId(1))
+        );
+        assert_eq!(r.trunk_of_source("203.0.113.9".parse().unwrap()), None);
     }
 
     #[test]
