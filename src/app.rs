@@ -12,7 +12,8 @@ use crate::b2bua::{B2bua, Flow, LocalAddr, Transport};
 use crate::config::{Config, Transport as CfgTransport};
 use crate::signaling::{
     ConnEvent, ConnId, DnsAnswer, DnsError, DnsRequestId, Io, ListenerId, SigConfig, SigLoop,
-    SipHandler, StreamBuf, StreamFramer, TimerToken, Transport as SigTransport,
+    SipHandler, StreamBuf, StreamFramer, TimerToken, TlsClient, TlsClientSet, TlsServer,
+    TlsServerFiles, Transport as SigTransport, tls_layer_factory_by_listener,
 };
 
 /// Frames SIP messages on a byte stream: header section up to the blank line, then Content-Length bytes
@@ -255,21 +256,34 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let mut sig: SigLoop<()> = SigLoop::new(SigConfig::default()).context("signaling loop")?;
     let mut listeners = Vec::new();
     let mut locals = Vec::new();
+    let mut tls_servers = Vec::new();
     for l in &cfg.listen {
         let (id, transport) = match l.transport {
             CfgTransport::Udp => (sig.bind_udp(l.address), Transport::Udp),
             CfgTransport::Tcp => (sig.bind_tcp(l.address), Transport::Tcp),
-            CfgTransport::Tls => {
-                tracing::warn!(address = %l.address, "TLS listeners are not implemented yet; skipped");
-                continue;
-            }
+            CfgTransport::Tls => (sig.bind_tls(l.address), Transport::Tls),
         };
         let id = id.with_context(|| format!("bind {} {}", l.transport.as_str(), l.address))?;
+        if let Some(files) = &l.tls {
+            // A listener CA means "clients must present a certificate signed by it" (mutual TLS).
+            let mut f = TlsServerFiles::single(&files.cert, &files.key);
+            f.client_ca = files.ca.clone();
+            let server =
+                TlsServer::from_files(f).with_context(|| format!("TLS listener {}", l.address))?;
+            tls_servers.push((id, server));
+        }
         let addr = sig.local_addr(id).unwrap_or(l.address);
         tracing::info!(transport = l.transport.as_str(), %addr, "listening");
         listeners.push(id);
         locals.push(LocalAddr { transport, addr });
     }
+    // Outbound TLS (sips: targets) verifies the peer against the system roots until trunks carry their own CA.
+    let clients = TlsClientSet::new();
+    match TlsClient::new(None, None) {
+        Ok(c) => clients.set_default(Some(&c)),
+        Err(e) => tracing::warn!(error = %e, "no system CA roots: outbound TLS will be refused"),
+    }
+    sig.set_tls_layer(tls_layer_factory_by_listener(tls_servers, None, clients));
     let handle = sig.handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
