@@ -199,7 +199,16 @@ fn count_only_counts_from_kernel_drops() {
         "kernel counted nothing: {:?}",
         r.sink
     );
-    assert_eq!(r.sink.received, r.generator.sent);
+    // Loopback may still lose a datagram outside the socket (the per-CPU backlog, counted in
+    // /proc/net/softnet_stat, not in the socket's drops): seen once in CI as 5999 of 6000. The count must
+    // never exceed what was sent and must account for all but a handful.
+    assert!(r.sink.received <= r.generator.sent, "{:?}", r.sink);
+    assert!(
+        r.sink.received + r.generator.sent / 500 >= r.generator.sent,
+        "count-only total {} of {} sent",
+        r.sink.received,
+        r.generator.sent
+    );
     assert!(r.sink.latency.is_none() || r.sink.latency.as_ref().unwrap().count < r.generator.sent);
 }
 
