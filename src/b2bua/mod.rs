@@ -19,6 +19,7 @@
 //! allow-list are copied, then its add/replace/remove rules run. Media: bypass (SDP passes unchanged); the
 //! offer/answer rewrite seam is [`B2bua::offer_to_b`] / [`B2bua::answer_to_a`].
 pub mod build;
+mod ops;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +48,7 @@ use crate::sip::txn::{
     Action, ClientRequest, Dest, RequestInfo, RequestMatch, ResponseInfo, ResponseMatch,
     TimerConfig, TimerName, TuMsg, TxnId, TxnTable,
 };
+pub use ops::{ReloadRefused, TrunkTotals, TrunkView};
 
 /// One resolved target of a trunk, as the transaction layer addresses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +217,7 @@ struct Call {
     late_offer: bool,
     session: Option<Duration>,
     refresh_at: Option<Instant>,
+    meta: ops::CallMeta,
 }
 
 impl Call {
@@ -299,6 +302,7 @@ pub struct B2bua {
     buf: Vec<u8>,
     rng: u64,
     counters: Counters,
+    ops: ops::OpsState,
 }
 
 const T1: Duration = Duration::from_millis(500);
@@ -337,6 +341,7 @@ impl B2bua {
             buf: Vec::with_capacity(2048),
             rng: seed | 1,
             counters: Counters::default(),
+            ops: ops::OpsState::default(),
         };
         b.trunks = (0..b.cfg.trunks.len())
             .map(|i| {
@@ -825,6 +830,7 @@ impl B2bua {
         let Some((txn, invite)) = call.a_invite.take() else {
             return;
         };
+        call.meta.result_code = code;
         let tag = call.a.local_tag.clone();
         if let Ok(m) = Message::parse(invite) {
             self.buf.clear();
@@ -853,6 +859,17 @@ impl B2bua {
         let Some(in_trunk) = self.routing.trunk_of_source(src.ip()).map(TrunkId::index) else {
             return;
         };
+        if self.ops.draining {
+            self.respond_simple(
+                now,
+                id,
+                msg,
+                503,
+                b"Service Unavailable",
+                &[(b"Retry-After", b"60")],
+            );
+            return;
+        }
         if msg.max_forwards() == Some(0) {
             self.respond_simple(now, id, msg, 483, b"Too Many Hops", &[]);
             return;
@@ -994,6 +1011,7 @@ impl B2bua {
             late_offer: msg.body().is_empty(),
             session,
             refresh_at: None,
+            meta: ops::CallMeta::now(),
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -1450,6 +1468,7 @@ impl B2bua {
             };
             call.b_invite = None;
             call.phase = Phase::Answered;
+            call.meta.answered_ms = Some(ops::epoch_ms());
             if let Some(u) = self.uses.get_mut(&txn) {
                 u.role = Role::Own;
             }
@@ -2247,7 +2266,9 @@ impl B2bua {
     }
 
     fn ping_result(&mut self, trunk: usize, target: usize, ok: bool) {
-        let hc = self.cfg.trunks[trunk].health;
+        let Some(hc) = self.cfg.trunks.get(trunk).map(|t| t.health) else {
+            return;
+        };
         let Some(h) = self
             .trunks
             .get_mut(trunk)
@@ -2329,6 +2350,7 @@ impl B2bua {
         for t in [call.in_trunk, call.out_trunk] {
             self.admission.release(trunk_id(t));
         }
+        self.record_end(&call);
         self.active_calls -= 1;
         self.free.push(r.idx);
     }

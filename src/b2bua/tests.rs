@@ -820,3 +820,50 @@ fn in_dialog_request_for_unknown_dialog_gets_481_and_retransmissions_are_absorbe
     );
     assert_eq!(h.b.counters().calls_started, 1);
 }
+
+#[test]
+fn reload_keeps_live_call_and_refuses_removing_its_trunk() {
+    let mut h = H::new(CFG);
+    answered(&mut h);
+    // Trunks swapped in order: the live call's indices follow the names.
+    let c = load_str(CFG, Path::new("t.toml")).unwrap();
+    let mut swapped = c.clone();
+    swapped.trunks.reverse();
+    assert!(h.b.reload(Arc::new(swapped), h.now).is_ok());
+    let info = h.b.calls_info();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].inbound_trunk, "carrier");
+    assert_eq!(info[0].outbound_trunk.as_deref(), Some("cloud"));
+    assert_eq!(info[0].state, "answered");
+    // Removing a trunk the call uses is refused and changes nothing.
+    let mut fewer = c.clone();
+    fewer.trunks.retain(|t| t.name != "cloud");
+    assert!(h.b.reload(Arc::new(fewer), h.now).is_err());
+    assert_eq!(h.b.config().trunks.len(), c.trunks.len());
+    assert_eq!(h.b.active_calls(), 1);
+}
+
+#[test]
+fn drain_refuses_new_invites_and_hang_up_all_byes_both_legs_with_records() {
+    let mut h = H::new(CFG);
+    answered(&mut h);
+    h.b.start_drain();
+    assert!(h.b.is_draining());
+    let out = h.feed(CARRIER, &carrier_invite("d2", "15551234567"));
+    let r = find(&out, CARRIER, "SIP/2.0 503");
+    assert_eq!(header(r, "Retry-After"), Some("60"));
+    assert_eq!(h.b.active_calls(), 1);
+    h.b.hang_up_all(h.now, "drain");
+    let out = h.sent();
+    find(&out, CARRIER, "BYE ");
+    find(&out, CLOUD1, "BYE ");
+    assert_eq!(h.b.active_calls(), 0);
+    let recs = h.b.take_records();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].result_code, 200);
+    assert_eq!(recs[0].end_reason, "drain");
+    assert!(recs[0].answered_ms.is_some());
+    let views = h.b.trunk_views();
+    let cloud = views.iter().find(|v| v.name == "cloud").unwrap();
+    assert_eq!((cloud.totals.calls, cloud.totals.answered), (1, 1));
+}
