@@ -6,6 +6,7 @@ pub mod app;
 pub mod b2bua;
 pub mod config;
 pub mod fastpath;
+pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod loadgen;

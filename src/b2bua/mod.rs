@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::config::{Config, HeaderAction, NumberField, TemplateVar};
+use crate::forward::{AfterFailure, CallerId, ForwardTable, after_failure};
 use crate::routing::admission::Admission;
 use crate::routing::digest::{self as rdigest, Challenge};
 use crate::routing::guard::{RequestFacts, SourceGuard, Verdict};
@@ -138,6 +139,10 @@ pub struct Counters {
     pub guard_dropped: u64,
     /// Requests answered 513/400 for exceeding `max_message_size` / `max_headers`.
     pub guard_rejected: u64,
+    /// Calls sent to a runtime forward's target (`crate::forward`).
+    pub forwarded: u64,
+    /// Forwarded calls that failed or rang out and went down the number's normal route.
+    pub forward_fallbacks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -218,6 +223,17 @@ struct Call {
     session: Option<Duration>,
     refresh_at: Option<Instant>,
     meta: ops::CallMeta,
+    /// Set when the call follows a runtime forward.
+    forward: Option<ForwardLeg>,
+}
+
+/// A forwarded call's way back to its normal route.
+struct ForwardLeg {
+    /// The normal route (trunk, called, calling), when the forward asks for a fallback and one exists.
+    fallback: Option<(usize, String, String)>,
+    ring_deadline: Option<Instant>,
+    /// The ring timeout fired and B was cancelled: its 487 means "no answer".
+    rang_out: bool,
 }
 
 impl Call {
@@ -262,6 +278,7 @@ enum TimerEv {
     TargetTimeout(CallRef),
     SessionRefresh(CallRef),
     Ping { trunk: usize, target: usize },
+    ForwardRing(CallRef),
 }
 
 /// Health of one target of a trunk from OPTIONS pings.
@@ -303,6 +320,7 @@ pub struct B2bua {
     rng: u64,
     counters: Counters,
     ops: ops::OpsState,
+    forwards: Option<ForwardTable>,
 }
 
 const T1: Duration = Duration::from_millis(500);
@@ -342,6 +360,7 @@ impl B2bua {
             rng: seed | 1,
             counters: Counters::default(),
             ops: ops::OpsState::default(),
+            forwards: None,
         };
         b.trunks = (0..b.cfg.trunks.len())
             .map(|i| {
@@ -369,6 +388,12 @@ impl B2bua {
             }
         }
         b
+    }
+
+    /// Consult `table` (runtime forwards, `crate::forward`) before the static routes. The lookup is a
+    /// lock-free load of an immutable index; the writer publishes a new one.
+    pub fn set_forwards(&mut self, table: ForwardTable) {
+        self.forwards = Some(table);
     }
 
     pub fn counters(&self) -> &Counters {
@@ -892,9 +917,13 @@ impl B2bua {
         let mut calling = tr
             .translate(tin, NumberField::From, &from_user)
             .map_or_else(|| from_user.clone(), |r| r.number);
-        let out_trunk = match self.routing.router.route(tin, &called) {
-            Ok(hit) => hit.to.index(),
-            Err(no) => {
+        let normal = self.routing.router.route(tin, &called);
+        // Forward hook: a runtime forward of the translated number wins over the static routes.
+        let forward = self.forward_plan(&called, &calling, normal.ok().map(|h| h.to.index()));
+        let out_trunk = match (&forward, normal) {
+            (Some(f), _) => f.0,
+            (None, Ok(hit)) => hit.to.index(),
+            (None, Err(no)) => {
                 self.counters.no_route += 1;
                 let code = no.code;
                 let reason: &[u8] = match code {
@@ -953,6 +982,21 @@ impl B2bua {
         if let Some(cid) = &self.cfg.trunks[out_trunk].caller_id_override {
             calling = cid.clone();
         }
+        let (called, forward) = match forward {
+            Some((_, target, fixed_cid, ring, fallback)) => {
+                self.counters.forwarded += 1;
+                if let Some(n) = fixed_cid {
+                    calling = n;
+                }
+                let leg = ForwardLeg {
+                    fallback,
+                    ring_deadline: ring.map(|d| now + d),
+                    rang_out: false,
+                };
+                (target, Some(leg))
+            }
+            None => (called, None),
+        };
         let ot = &self.cfg.trunks[out_trunk];
         let session = ot
             .session_timer
@@ -1012,6 +1056,7 @@ impl B2bua {
             session,
             refresh_at: None,
             meta: ops::CallMeta::now(),
+            forward,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -1029,7 +1074,165 @@ impl B2bua {
         if let Some(u) = self.uses.get_mut(&id) {
             u.role = Role::AInvite(cref);
         }
+        if let Some(at) = self
+            .call_ref(cref)
+            .and_then(|c| c.forward.as_ref())
+            .and_then(|f| f.ring_deadline)
+        {
+            self.timers.push(Reverse((at, TimerEv::ForwardRing(cref))));
+        }
         self.send_b_invite(now, cref, msg);
+    }
+
+    /// The forward of `called`, if any, as (trunk, target, fixed caller ID, ring timeout, fallback route).
+    /// A forward whose trunk is not in this configuration is ignored (the normal route applies).
+    #[allow(clippy::type_complexity)]
+    fn forward_plan(
+        &self,
+        called: &str,
+        calling: &str,
+        normal: Option<usize>,
+    ) -> Option<(
+        usize,
+        String,
+        Option<String>,
+        Option<Duration>,
+        Option<(usize, String, String)>,
+    )> {
+        let index = self.forwards.as_ref()?.load();
+        let f = index.get(called)?;
+        let trunk = self.cfg.trunk_index(&f.trunk)?;
+        let fixed = match &f.caller_id {
+            CallerId::Keep => None,
+            CallerId::Fixed(n) => Some(n.clone()),
+        };
+        let fallback = normal.filter(|_| f.fallback).map(|t| {
+            let calling = self.cfg.trunks[t]
+                .caller_id_override
+                .clone()
+                .unwrap_or_else(|| calling.to_owned());
+            (t, called.to_owned(), calling)
+        });
+        // The forward's trunk has no healthy target: go straight to the fallback.
+        let up = self.trunks[trunk].health.iter().any(|h| h.up);
+        if !up && fallback.is_some() {
+            return None;
+        }
+        Some((
+            trunk,
+            f.target.clone(),
+            fixed,
+            f.ring_timeout_s.map(|s| Duration::from_secs(u64::from(s))),
+            fallback,
+        ))
+    }
+
+    /// A forwarded call's attempt failed with `code` (or rang out): re-target it to the number's normal route
+    /// when the forward allows. Returns false when the caller should hear the failure instead; `code` is then
+    /// replaced by 480 for a ring-out.
+    fn forward_failed(&mut self, now: Instant, cref: CallRef, code: &mut u16) -> bool {
+        let Some(call) = self.call_mut(cref) else {
+            return false;
+        };
+        let cancelled = call.cancelled;
+        let Some(fw) = call.forward.as_mut() else {
+            return false;
+        };
+        let rang_out = fw.rang_out;
+        let fallback = fw.fallback.take();
+        fw.ring_deadline = None;
+        let wants = fallback.is_some();
+        let (trunk, called, calling) =
+            match after_failure(wants, fallback, cancelled, rang_out, *code) {
+                AfterFailure::Fallback(f) => f,
+                AfterFailure::Reject(c) => {
+                    *code = c;
+                    return false;
+                }
+            };
+        let targets: Vec<Target> = {
+            let ts = &self.trunks[trunk];
+            ts.targets
+                .iter()
+                .zip(&ts.health)
+                .filter(|(_, h)| h.up)
+                .map(|(t, _)| *t)
+                .collect()
+        };
+        if targets.is_empty() || self.admission.admit(trunk_id(trunk), now).is_err() {
+            return false;
+        }
+        let ot = &self.cfg.trunks[trunk];
+        let session = ot
+            .session_timer
+            .enabled
+            .then(|| Duration::from_secs(u64::from(ot.session_timer.expires_s.max(90))));
+        let b_tag = self.token();
+        let b_call_id = format!("{}@{}", self.token(), self.cfg.node.name);
+        let Some(call) = self.call_mut(cref) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut call.out_trunk, trunk);
+        call.called = called;
+        call.calling = calling;
+        call.targets = targets;
+        call.target_idx = 0;
+        call.auth_tried = false;
+        call.b_auth = None;
+        call.b_provisional = false;
+        call.b.dialog = None;
+        call.b.local_tag = b_tag;
+        call.b.call_id = b_call_id;
+        call.session = session;
+        call.forward = None;
+        let a_invite = call.a_invite.as_ref().map(|(_, b)| b.clone());
+        self.admission.release(trunk_id(old));
+        self.counters.forward_fallbacks += 1;
+        match a_invite.map(Message::parse) {
+            Some(Ok(m)) => {
+                self.send_b_invite(now, cref, &m);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The forward's ring timeout: cancel B if it is ringing (its 487 then falls back), else give up on it now.
+    fn forward_ring_timeout(&mut self, now: Instant, cref: CallRef, at: Instant) {
+        let Some(call) = self.call_mut(cref) else {
+            return;
+        };
+        if call.phase != Phase::Setup || call.cancelled {
+            return;
+        }
+        let Some(fw) = call.forward.as_mut() else {
+            return;
+        };
+        if fw.ring_deadline != Some(at) {
+            return;
+        }
+        fw.ring_deadline = None;
+        fw.rang_out = true;
+        let Some((txn, _)) = call.b_invite.clone() else {
+            return;
+        };
+        if call.b_provisional {
+            self.cancel_b(now, cref);
+            return;
+        }
+        // No provisional yet: CANCEL is not allowed (RFC 3261 9.1); drop the attempt.
+        if let Some(call) = self.call_mut(cref) {
+            call.b_invite = None;
+            call.target_deadline = None;
+        }
+        if let Some(u) = self.uses.get_mut(&txn) {
+            u.role = Role::Own;
+        }
+        let mut code = 480;
+        if !self.forward_failed(now, cref, &mut code) {
+            self.reject_a(now, cref, code, b"Temporarily Unavailable");
+            self.free_call(cref);
+        }
     }
 
     fn local_for(&self, transport: Transport) -> (u16, SocketAddr) {
@@ -1406,7 +1609,16 @@ impl B2bua {
                 return;
             }
         }
-        self.reject_a(now, cref, code, reason);
+        let mut new_code = code;
+        if self.forward_failed(now, cref, &mut new_code) {
+            return;
+        }
+        let reason = if new_code == code {
+            reason
+        } else {
+            b"Temporarily Unavailable"
+        };
+        self.reject_a(now, cref, new_code, reason);
         self.free_call(cref);
     }
 
@@ -1564,6 +1776,16 @@ impl B2bua {
         if let Some(u) = self.uses.get_mut(&txn) {
             u.role = Role::Own;
         }
+        let mut code = status;
+        if self.forward_failed(now, cref, &mut code) {
+            return;
+        }
+        let reason = if code == status {
+            reason
+        } else {
+            b"Temporarily Unavailable".to_vec()
+        };
+        let status = code;
         match retry {
             Some(r) => self.reject_a_with(now, cref, status, &reason, &[(b"Retry-After", &r)]),
             None => self.reject_a(now, cref, status, &reason),
@@ -2191,6 +2413,7 @@ impl B2bua {
                     .push(Reverse((next, TimerEv::SessionRefresh(cref))));
             }
             TimerEv::Ping { trunk, target } => self.ping(now, trunk, target),
+            TimerEv::ForwardRing(cref) => self.forward_ring_timeout(now, cref, at),
         }
     }
 

@@ -867,3 +867,173 @@ fn drain_refuses_new_invites_and_hang_up_all_byes_both_legs_with_records() {
     let cloud = views.iter().find(|v| v.name == "cloud").unwrap();
     assert_eq!((cloud.totals.calls, cloud.totals.answered), (1, 1));
 }
+
+// ---- runtime forwards (crate::forward) ----
+
+fn forward(target: &str, ring: Option<u32>, fallback: bool) -> crate::forward::Forward {
+    crate::forward::Forward {
+        number: "+18005551234".into(),
+        target: target.into(),
+        trunk: "carrier".into(),
+        ring_timeout_s: ring,
+        caller_id: crate::forward::CallerId::Fixed("+18005550000".into()),
+        fallback,
+        enabled: true,
+    }
+}
+
+fn with_forward(f: crate::forward::Forward) -> (H, crate::forward::ForwardTable) {
+    let mut h = H::new(CFG);
+    let table = crate::forward::empty_table();
+    table.store(Arc::new(crate::forward::ForwardIndex::build(&[f])));
+    h.b.set_forwards(table.clone());
+    (h, table)
+}
+
+#[test]
+fn forward_goes_to_target_through_its_trunk_and_removal_restores_the_route() {
+    let (mut h, table) = with_forward(forward("+15550009999", None, false));
+    let out = h.feed(CARRIER, &carrier_invite("w1", "15551234567"));
+    let inv = find(&out, CARRIER, "INVITE sip:+15550009999@10.0.0.1:5060").to_owned();
+    assert!(
+        header(&inv, "From").unwrap().contains("+18005550000@"),
+        "fixed caller ID: {inv}"
+    );
+    assert!(!out.iter().any(|(a, _)| *a == addr(CLOUD1)));
+    let out = h.feed(
+        CARRIER,
+        &reply(
+            &inv,
+            200,
+            "OK",
+            Some("fw1"),
+            "Contact: <sip:fwd@10.0.0.1>\n",
+            "v=0\n",
+        ),
+    );
+    find(&out, CARRIER, "ACK sip:fwd@10.0.0.1");
+    let ok = out
+        .iter()
+        .find(|(_, m)| m.starts_with("SIP/2.0 200") && m.contains("call-w1@"))
+        .expect("A answered");
+    assert_eq!(ok.0, addr(CARRIER));
+    assert_eq!(h.b.counters().forwarded, 1);
+
+    // Removed: the next call takes the static route.
+    table.store(Arc::new(crate::forward::ForwardIndex::default()));
+    let out = h.feed(CARRIER, &carrier_invite("w2", "15551234567"));
+    find(&out, CLOUD1, "INVITE sip:+18005551234@192.0.2.1:5060");
+    assert_eq!(h.b.counters().forwarded, 1);
+}
+
+#[test]
+fn forward_failure_falls_back_to_normal_route_or_is_answered() {
+    let (mut h, _t) = with_forward(forward("+15550009999", None, true));
+    let out = h.feed(CARRIER, &carrier_invite("x1", "15551234567"));
+    let inv = find(&out, CARRIER, "INVITE sip:+15550009999@").to_owned();
+    let out = h.feed(CARRIER, &reply(&inv, 486, "Busy Here", Some("fw"), "", ""));
+    find(&out, CARRIER, "ACK sip:+15550009999@");
+    let inv2 = find(&out, CLOUD1, "INVITE sip:+18005551234@192.0.2.1:5060").to_owned();
+    assert_ne!(header(&inv2, "Call-ID"), header(&inv, "Call-ID"));
+    assert!(
+        !header(&inv2, "From").unwrap().contains("+18005550000"),
+        "the normal route keeps the caller's number: {inv2}"
+    );
+    assert!(
+        !out.iter()
+            .any(|(a, m)| *a == addr(CARRIER) && m.starts_with("SIP/2.0 486"))
+    );
+    let out = h.feed(
+        CLOUD1,
+        &reply(
+            &inv2,
+            200,
+            "OK",
+            Some("c1"),
+            "Contact: <sip:agent@192.0.2.1>\n",
+            "v=0\n",
+        ),
+    );
+    find(&out, CARRIER, "SIP/2.0 200");
+    assert_eq!(h.b.counters().forward_fallbacks, 1);
+    assert_eq!(h.b.active_calls(), 1);
+
+    // No fallback configured: the caller hears the failure.
+    let (mut h, _t) = with_forward(forward("+15550009999", None, false));
+    let out = h.feed(CARRIER, &carrier_invite("x2", "15551234567"));
+    let inv = find(&out, CARRIER, "INVITE sip:+15550009999@").to_owned();
+    let out = h.feed(CARRIER, &reply(&inv, 486, "Busy Here", Some("fw"), "", ""));
+    find(&out, CARRIER, "SIP/2.0 486 Busy Here");
+    assert!(!out.iter().any(|(a, _)| *a == addr(CLOUD1)));
+    assert_eq!(h.b.active_calls(), 0);
+    assert_eq!(h.b.counters().forward_fallbacks, 0);
+}
+
+#[test]
+fn forward_ring_timeout_cancels_then_falls_back_or_answers_480() {
+    // Ringing target: CANCEL at the ring timeout, its 487 sends the call down the normal route.
+    let (mut h, _t) = with_forward(forward("+15550009999", Some(1), true));
+    let out = h.feed(CARRIER, &carrier_invite("r1", "15551234567"));
+    let inv = find(&out, CARRIER, "INVITE sip:+15550009999@").to_owned();
+    let out = h.feed(
+        CARRIER,
+        &reply(
+            &inv,
+            180,
+            "Ringing",
+            Some("fw"),
+            "Contact: <sip:fwd@10.0.0.1>\n",
+            "",
+        ),
+    );
+    assert!(out.iter().any(|(_, m)| m.starts_with("SIP/2.0 180")));
+    let out = h.advance(Duration::from_millis(1100));
+    let cancel = find(&out, CARRIER, "CANCEL sip:+15550009999@").to_owned();
+    h.feed(CARRIER, &reply(&cancel, 200, "OK", None, "", ""));
+    let out = h.feed(
+        CARRIER,
+        &reply(&inv, 487, "Request Terminated", Some("fw"), "", ""),
+    );
+    find(&out, CLOUD1, "INVITE sip:+18005551234@192.0.2.1:5060");
+    assert!(
+        !out.iter()
+            .any(|(a, m)| *a == addr(CARRIER) && m.starts_with("SIP/2.0 487"))
+    );
+    assert_eq!(h.b.counters().forward_fallbacks, 1);
+
+    // Silent target, no fallback: 480 at the ring timeout (before the 2 s target timeout).
+    let (mut h, _t) = with_forward(forward("+15550009999", Some(1), false));
+    h.feed(CARRIER, &carrier_invite("r2", "15551234567"));
+    let out = h.advance(Duration::from_millis(1100));
+    find(&out, CARRIER, "SIP/2.0 480");
+    assert_eq!(h.b.active_calls(), 0);
+
+    // Ringing target, no fallback: CANCEL, then the caller hears 480 (not 487).
+    let (mut h, _t) = with_forward(forward("+15550009999", Some(1), false));
+    let out = h.feed(CARRIER, &carrier_invite("r3", "15551234567"));
+    let inv = find(&out, CARRIER, "INVITE sip:+15550009999@").to_owned();
+    h.feed(CARRIER, &reply(&inv, 180, "Ringing", Some("fw"), "", ""));
+    let out = h.advance(Duration::from_millis(1100));
+    find(&out, CARRIER, "CANCEL sip:+15550009999@");
+    let out = h.feed(
+        CARRIER,
+        &reply(&inv, 487, "Request Terminated", Some("fw"), "", ""),
+    );
+    find(&out, CARRIER, "SIP/2.0 480");
+    assert_eq!(h.b.active_calls(), 0);
+}
+
+#[test]
+fn forward_with_unknown_trunk_or_disabled_is_ignored() {
+    let mut f = forward("+15550009999", None, false);
+    f.trunk = "gone".into();
+    let (mut h, table) = with_forward(f);
+    let out = h.feed(CARRIER, &carrier_invite("u1", "15551234567"));
+    find(&out, CLOUD1, "INVITE sip:+18005551234@");
+    let mut f = forward("+15550009999", None, false);
+    f.enabled = false;
+    table.store(Arc::new(crate::forward::ForwardIndex::build(&[f])));
+    let out = h.feed(CARRIER, &carrier_invite("u2", "15551234567"));
+    find(&out, CLOUD1, "INVITE sip:+18005551234@");
+    assert_eq!(h.b.counters().forwarded, 0);
+}

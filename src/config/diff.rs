@@ -152,6 +152,11 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         d.restart_reasons
             .push("management endpoints changed".into());
     }
+    if old.forwarding != new.forwarding {
+        d.sections.push("forwarding");
+        d.restart_reasons
+            .push("forwarding database or API address changed".into());
+    }
     if old.log != new.log {
         d.sections.push("log");
     }

@@ -27,6 +27,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub mgmt: RawMgmt,
     #[serde(default)]
+    pub forwarding: RawForwarding,
+    #[serde(default)]
     pub log: RawLog,
 }
 
@@ -215,6 +217,14 @@ pub(crate) struct RawSecurity {
 pub(crate) struct RawMgmt {
     pub http: Option<S<String>>,
     pub control_socket: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForwarding {
+    pub db: Option<S<String>>,
+    pub api: Option<S<String>>,
+    pub numbers: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,6 +17,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub security: Security,
     pub mgmt: Mgmt,
+    pub forwarding: Forwarding,
     pub log: Log,
 }
 
@@ -532,6 +533,18 @@ pub struct Security {
 pub struct Mgmt {
     pub http: Option<SocketAddr>,
     pub control_socket: PathBuf,
+}
+
+/// `[forwarding]`: runtime call forwarding (see `crate::forward`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forwarding {
+    /// The SQLite file; `None`: forwarding is off.
+    pub db: Option<PathBuf>,
+    /// Where the forwarding REST API listens (`None`: not served).
+    pub api: Option<SocketAddr>,
+    /// The appliance's own numbers (E.164, as after translation): forwards may be set on these, and a fixed
+    /// caller ID must be one of them.
+    pub numbers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

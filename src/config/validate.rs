@@ -470,6 +470,8 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
         },
     };
 
+    let forwarding = validate_forwarding(&mut v, &r.forwarding);
+
     let log = Log {
         level: match &r.log.level {
             None => "info".into(),
@@ -500,8 +502,48 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
         routes,
         security,
         mgmt,
+        forwarding,
         log,
     }
+}
+
+fn validate_forwarding(v: &mut V, f: &RawForwarding) -> Forwarding {
+    let db = f.db.as_ref().map(|p| {
+        if !p.get_ref().starts_with('/') {
+            v.err(p.span().start, "forwarding.db must be an absolute path");
+        }
+        PathBuf::from(p.get_ref())
+    });
+    let api = match &f.api {
+        None => None,
+        Some(s) if s.get_ref() == "off" => None,
+        Some(s) => {
+            if db.is_none() {
+                v.err(s.span().start, "forwarding.api needs forwarding.db");
+            }
+            v.socket_addr(s, "forwarding.api")
+        }
+    };
+    let mut numbers: Vec<String> = Vec::new();
+    for n in f.numbers.iter().flatten() {
+        if !is_e164(n.get_ref()) {
+            v.err(
+                n.span().start,
+                format!(
+                    "forwarding.numbers: `{}` is not an E.164 number",
+                    n.get_ref()
+                ),
+            );
+        } else if numbers.contains(n.get_ref()) {
+            v.err(
+                n.span().start,
+                format!("forwarding.numbers: `{}` is listed twice", n.get_ref()),
+            );
+        } else {
+            numbers.push(n.get_ref().clone());
+        }
+    }
+    Forwarding { db, api, numbers }
 }
 
 fn validate_media(v: &mut V, m: &RawMedia) -> Media {
