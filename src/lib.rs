@@ -8,6 +8,7 @@ pub mod config;
 pub mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod lab;
 pub mod loadgen;
 pub mod media;
 pub mod mediaplane;
