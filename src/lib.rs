@@ -9,6 +9,7 @@ pub mod fastpath;
 pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod lab;
 pub mod loadgen;
 pub mod media;
 pub mod mediaplane;
