@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::b2bua::{B2bua, Flow, LocalAddr, Transport};
-use crate::config::{Config, Transport as CfgTransport};
+use crate::b2bua::{B2bua, Flow, LocalAddr, MediaAnchor, Transport};
+use crate::config::{Config, MediaMode as CfgMediaMode, Transport as CfgTransport};
+use crate::media::EventQueue;
+use crate::mediaplane::{MediaMode, MediaPlane, MediaPlaneConfig};
 use crate::signaling::{
     ConnEvent, ConnId, DnsAnswer, DnsError, DnsRequestId, Io, ListenerId, SigConfig, SigLoop,
     SipHandler, StreamBuf, StreamFramer, TimerToken, TlsClient, TlsClientSet, TlsServer,
@@ -69,7 +71,16 @@ pub struct App {
     conn_local: HashMap<u64, u16>,
     armed: Option<(Instant, TimerToken)>,
     framer: SipFramer,
+    /// Media workers' events (latched, timeout, DTMF, stats), when media is anchored.
+    media_events: Option<Arc<EventQueue>>,
 }
+
+/// How often the signaling thread looks at the media events when nothing else wakes it: RTP timeouts are
+/// seconds, stats are for humans, so a few tens of milliseconds is plenty and costs nothing when idle.
+const MEDIA_POLL: Duration = Duration::from_millis(20);
+
+/// Events handled per wake-up, so a flood of stats never starves SIP.
+const MEDIA_EVENTS_PER_POLL: usize = 4096;
 
 fn conn_key(c: ConnId) -> u64 {
     (u64::from(c.generation) << 32) | u64::from(c.index)
@@ -92,6 +103,23 @@ impl App {
             conn_local: HashMap::new(),
             armed: None,
             framer: SipFramer,
+            media_events: None,
+        }
+    }
+
+    /// Feed the media plane's events to the B2BUA.
+    pub fn with_media_events(mut self, events: Arc<EventQueue>) -> Self {
+        self.media_events = Some(events);
+        self
+    }
+
+    fn poll_media(&mut self, now: Instant) {
+        let Some(q) = &self.media_events else {
+            return;
+        };
+        for _ in 0..MEDIA_EVENTS_PER_POLL {
+            let Some(ev) = q.pop() else { break };
+            self.b2b.on_media_event(now, ev);
         }
     }
 
@@ -130,7 +158,11 @@ impl App {
                 }
             }
         }
-        let next = self.b2b.next_timeout();
+        let mut next = self.b2b.next_timeout();
+        if self.media_events.is_some() {
+            let poll = io.now() + MEDIA_POLL;
+            next = Some(next.map_or(poll, |n| n.min(poll)));
+        }
         match (next, self.armed) {
             (Some(at), Some((armed, _))) if armed <= at => {}
             (Some(at), prev) => {
@@ -235,6 +267,7 @@ impl SipHandler for App {
 
     fn on_timer(&mut self, now: Instant, _token: TimerToken, _data: u64, io: &mut Io<'_>) {
         self.armed = None;
+        self.poll_media(now);
         self.b2b.on_timeout(now);
         self.flush(io);
     }
@@ -300,13 +333,102 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             }
         })
         .context("signal thread")?;
-    let b2b = B2bua::new(Arc::new(cfg), locals, Instant::now());
-    let app = App::new(b2b, listeners);
+    let fallback_ip = locals
+        .first()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |l| l.addr.ip());
+    let media = start_media(&cfg, fallback_ip)?;
+    let mut b2b = B2bua::new(Arc::new(cfg), locals, Instant::now());
+    let mut app_events = None;
+    let plane = media.map(|(plane, anchor)| {
+        b2b.set_media(anchor);
+        app_events = Some(plane.events());
+        plane
+    });
+    let mut app = App::new(b2b, listeners);
+    if let Some(q) = app_events {
+        app = app.with_media_events(q);
+    }
     let (app, counters) = sig.run(app).context("signaling loop")?;
     sig_handle.close();
     let _ = stopper.join();
+    if let Some(p) = plane {
+        tracing::info!(media = ?app.b2bua().media_counters(), workers = ?p.counters(), "media plane stopping");
+        if let Err(e) = p.stop() {
+            tracing::error!(error = %e, "stopping the media plane");
+        }
+    }
     tracing::info!(b2bua = ?app.b2bua().counters(), loop_counters = ?counters.fields(), "stopped");
     Ok(())
+}
+
+/// `[media]` with every interface's address filled in: the configured one, else the interface's first
+/// IPv4 address (an interface without one is an error at start).
+fn media_addrs(cfg: &Config) -> anyhow::Result<Config> {
+    let mut cfg = cfg.clone();
+    for i in &mut cfg.media.interfaces {
+        if i.address.is_none() {
+            let a = crate::fastpath::socket::interface_ipv4(&i.name)
+                .with_context(|| format!("media interface {}: no IPv4 address", i.name))?;
+            i.address = Some(a.into());
+        }
+    }
+    Ok(cfg)
+}
+
+/// Starts the media plane for `[media] mode = "socket"` / `"xdp"` and the B2BUA's anchor wired to it.
+/// `None` in bypass mode.
+pub fn start_media(
+    cfg: &Config,
+    fallback: std::net::IpAddr,
+) -> anyhow::Result<Option<(MediaPlane, MediaAnchor)>> {
+    let mode = match cfg.media.mode {
+        CfgMediaMode::Bypass => return Ok(None),
+        CfgMediaMode::Socket => MediaMode::Socket,
+        CfgMediaMode::Xdp => MediaMode::Xdp,
+    };
+    let resolved = media_addrs(cfg)?;
+    let m = &resolved.media;
+    let (carrier, cloud) = MediaAnchor::addrs_from_config(m, fallback);
+    let mut addrs = vec![carrier.local];
+    if cloud.local != carrier.local {
+        addrs.push(cloud.local);
+    }
+    let cores = if m.worker_cores.is_empty() {
+        // Unpinned default: one worker on the last core, away from the signaling thread on core 0.
+        vec![core_affinity::get_core_ids().map_or(0, |c| c.last().map_or(0, |c| c.id))]
+    } else {
+        m.worker_cores.clone()
+    };
+    let pcfg = MediaPlaneConfig {
+        mode,
+        xdp_required: m.xdp_required,
+        interfaces: m.interfaces.iter().map(|i| i.name.clone()).collect(),
+        addrs,
+        cores,
+        port_min: m.port_min,
+        port_max: m.port_max,
+        ..MediaPlaneConfig::default()
+    };
+    let (plane, sink) = MediaPlane::start(&pcfg).context("media plane")?;
+    tracing::info!(
+        mode = ?plane.mode(),
+        workers = plane.workers(),
+        carrier = %carrier.local,
+        cloud = %cloud.local,
+        ports = %format!("{}-{}", m.port_min, m.port_max),
+        "media anchored"
+    );
+    let anchor = MediaAnchor::new(
+        Box::new(sink),
+        carrier,
+        cloud,
+        m.port_min,
+        m.port_max,
+        Duration::from_secs(u64::from(m.port_quarantine_s)),
+        Instant::now(),
+    )
+    .context("media ports")?;
+    Ok(Some((plane, anchor)))
 }
 
 #[cfg(test)]

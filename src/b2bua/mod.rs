@@ -16,9 +16,11 @@
 //! A new call: admission (per-trunk concurrent calls and calls/s, 503 + Retry-After), number translation by
 //! the source trunk's rules, route by called number, then a fresh B-leg dialog (own Call-ID, tags, Via,
 //! Contact, CSeq) to the destination trunk's first healthy target. Only headers on the destination trunk's
-//! allow-list are copied, then its add/replace/remove rules run. Media: bypass (SDP passes unchanged); the
-//! offer/answer rewrite seam is [`B2bua::offer_to_b`] / [`B2bua::answer_to_a`].
+//! allow-list are copied, then its add/replace/remove rules run. Media: without a [`MediaAnchor`] (bypass) SDP
+//! passes unchanged; with one (`media.rs`) every offer and answer is anchored on tollgate's media addresses
+//! and the negotiated streams are programmed into the media plane as flows.
 pub mod build;
+mod media;
 mod ops;
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+pub use media::{MediaAddr, MediaAnchor, MediaCounters};
 
 use crate::config::{Config, HeaderAction, NumberField, TemplateVar};
 use crate::forward::{AfterFailure, CallerId, ForwardTable, after_failure};
@@ -225,6 +229,8 @@ struct Call {
     meta: ops::CallMeta,
     /// Set when the call follows a runtime forward.
     forward: Option<ForwardLeg>,
+    /// Anchored media (None in bypass mode).
+    media: Option<media::CallMedia>,
 }
 
 /// A forwarded call's way back to its normal route.
@@ -321,6 +327,11 @@ pub struct B2bua {
     counters: Counters,
     ops: ops::OpsState,
     forwards: Option<ForwardTable>,
+    media: Option<MediaAnchor>,
+    /// `Reason` header value for the BYEs tollgate sends while set (media timeout).
+    bye_reason: Option<&'static [u8]>,
+    /// The latest time an entry point was called with (port quarantine at call teardown).
+    last_now: Instant,
 }
 
 const T1: Duration = Duration::from_millis(500);
@@ -361,6 +372,9 @@ impl B2bua {
             counters: Counters::default(),
             ops: ops::OpsState::default(),
             forwards: None,
+            media: None,
+            bye_reason: None,
+            last_now: now,
         };
         b.trunks = (0..b.cfg.trunks.len())
             .map(|i| {
@@ -427,6 +441,7 @@ impl B2bua {
 
     /// Runs every timer due at `now`.
     pub fn on_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         self.txns.poll(now, &mut self.actions);
         self.drain(now, None);
         while let Some(Reverse((at, ev))) = self.timers.peek().copied() {
@@ -442,6 +457,7 @@ impl B2bua {
     /// Sending to `dest` over a stream transport failed (connect refused, reset): every client transaction
     /// waiting on it fails now instead of at its timeout.
     pub fn on_transport_error(&mut self, now: Instant, dest: SocketAddr, transport: Transport) {
+        self.last_now = now;
         let ids: Vec<TxnId> = self
             .uses
             .iter()
@@ -456,6 +472,7 @@ impl B2bua {
 
     /// One message received from `src` on `flow`.
     pub fn on_message(&mut self, now: Instant, flow: Flow, src: SocketAddr, data: &[u8]) {
+        self.last_now = now;
         self.counters.received += 1;
         let bytes = Bytes::copy_from_slice(data);
         let parsed = match flow.transport {
@@ -1057,6 +1074,7 @@ impl B2bua {
             refresh_at: None,
             meta: ops::CallMeta::now(),
             forward,
+            media: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -1080,6 +1098,11 @@ impl B2bua {
             .and_then(|f| f.ring_deadline)
         {
             self.timers.push(Reverse((at, TimerEv::ForwardRing(cref))));
+        }
+        if let Err(r) = self.media_on_new_call(now, cref, msg.body()) {
+            self.reject_a(now, cref, r.code, r.reason);
+            self.free_call(cref);
+            return;
         }
         self.send_b_invite(now, cref, msg);
     }
@@ -1244,9 +1267,13 @@ impl B2bua {
             .unwrap_or((0, SocketAddr::from(([127, 0, 0, 1], 5060))))
     }
 
-    /// The B-leg INVITE to the current target, built from A's INVITE: the media seam for offers is
-    /// [`B2bua::offer_to_b`].
+    /// The B-leg INVITE to the current target, built from A's INVITE (with the anchored offer, if any).
     fn send_b_invite(&mut self, now: Instant, cref: CallRef, a_msg: &Message<Bytes>) {
+        if let Err(r) = self.media_retarget(now, cref, a_msg.body()) {
+            self.reject_a(now, cref, r.code, r.reason);
+            self.free_call(cref);
+            return;
+        }
         let cfg = self.cfg.clone();
         let branch = format!("z9hG4bK{}", self.token());
         let mut out = std::mem::take(&mut self.buf);
@@ -1344,7 +1371,7 @@ impl B2bua {
             if let Some(h) = &ot.original_to_header {
                 b.raw_header(h.as_bytes(), call.original_to.as_bytes());
             }
-            let body = Self::offer_to_b(a_msg.body());
+            let body = self.media_offer_b(cref, a_msg.body());
             if !body.is_empty()
                 && let Some(ct) = a_msg.header(HeaderName::ContentType)
             {
@@ -1392,17 +1419,6 @@ impl B2bua {
         if let Some(d) = deadline {
             self.timers.push(Reverse((d, TimerEv::TargetTimeout(cref))));
         }
-    }
-
-    /// Media seam: the SDP offer A sent, as B receives it. Bypass mode passes it unchanged; the anchoring
-    /// mode rewrites c=/m= to tollgate's media addresses here and programs the flows.
-    fn offer_to_b(sdp: &[u8]) -> &[u8] {
-        sdp
-    }
-
-    /// Media seam: B's SDP (answer or offer) as A receives it. Bypass: unchanged.
-    fn answer_to_a(sdp: &[u8]) -> &[u8] {
-        sdp
     }
 
     // ---- responses ----
@@ -1668,8 +1684,14 @@ impl B2bua {
             }
             if status > 100 {
                 call.b_provisional = true;
+                let late = call.late_offer;
                 self.b_dialog_from(cref, status, m);
-                self.relay_invite_response(now, cref, status, m);
+                // Early media: the 18x's SDP is anchored like the 2xx's; SDP we cannot anchor is not relayed.
+                let body = match self.media_sdp(now, cref, Side::B, m.body(), !late) {
+                    Ok(b) => b,
+                    Err(_) => Some(Vec::new()),
+                };
+                self.relay_invite_response(now, cref, status, m, body.as_deref());
             }
             return;
         }
@@ -1692,8 +1714,21 @@ impl B2bua {
                 self.teardown(now, cref);
                 return;
             }
+            let body = match self.media_sdp(now, cref, Side::B, m.body(), !late) {
+                Ok(b) => b,
+                Err(r) => {
+                    // B answered with SDP that cannot be anchored: end B's dialog, refuse A.
+                    if late {
+                        self.send_ack(cref, Side::B, m.cseq().seq, None);
+                    }
+                    self.send_in_dialog(now, cref, Side::B, Method::Bye, None, None);
+                    self.reject_a(now, cref, r.code, r.reason);
+                    self.free_call(cref);
+                    return;
+                }
+            };
             self.counters.calls_answered += 1;
-            self.relay_invite_response(now, cref, status, m);
+            self.relay_invite_response(now, cref, status, m, body.as_deref());
             self.key_dialog(cref, Side::B);
             self.start_session_timer(now, cref);
             return;
@@ -1837,12 +1872,14 @@ impl B2bua {
     }
 
     /// Relays B's 18x/2xx for the INVITE to A, creating A's dialog (our tag) on the way.
+    /// Relays B's response to A's INVITE; `sdp` replaces B's body (the anchored SDP) when given.
     fn relay_invite_response(
         &mut self,
         now: Instant,
         cref: CallRef,
         status: u16,
         m: &Message<Bytes>,
+        sdp: Option<&[u8]>,
     ) {
         let Some(call) = self.call_mut(cref) else {
             return;
@@ -1885,7 +1922,7 @@ impl B2bua {
                     b.header(HeaderName::Require, b"timer");
                 }
             }
-            let body = Self::answer_to_a(m.body());
+            let body = sdp.unwrap_or(m.body());
             if !body.is_empty()
                 && let Some(ct) = m.header(HeaderName::ContentType)
             {
@@ -2014,7 +2051,7 @@ impl B2bua {
 
     // ---- in-dialog ----
 
-    fn on_ack(&mut self, _now: Instant, msg: &Message<Bytes>) {
+    fn on_ack(&mut self, now: Instant, msg: &Message<Bytes>) {
         let Some(tag) = msg.to().and_then(|t| t.tag()) else {
             return;
         };
@@ -2039,9 +2076,16 @@ impl B2bua {
                 .header(HeaderName::ContentType)
                 .unwrap_or(b"application/sdp")
                 .to_vec();
-            let body = msg.body().to_vec();
+            let (body, refused) = match self.media_sdp(now, cref, Side::A, msg.body(), true) {
+                Ok(Some(b)) => (b, false),
+                Ok(None) => (msg.body().to_vec(), false),
+                Err(_) => (Vec::new(), true),
+            };
             let b = (!body.is_empty()).then_some((&ct[..], &body[..]));
             self.send_ack(cref, Side::B, cseq, b);
+            if refused {
+                self.teardown(now, cref);
+            }
         }
     }
 
@@ -2130,6 +2174,21 @@ impl B2bua {
         src: Option<&Message<Bytes>>,
         server: Option<TxnId>,
     ) {
+        // A relayed offer (re-INVITE/UPDATE with SDP) is anchored; one that cannot be gets 488 back.
+        let mut sdp: Option<Vec<u8>> = None;
+        if let Some(s) = src
+            && matches!(method, Method::Invite | Method::Update)
+        {
+            match self.media_sdp(now, cref, side.other(), s.body(), false) {
+                Ok(b) => sdp = b,
+                Err(r) => {
+                    if let Some(sv) = server {
+                        self.relay_final_error(now, sv, r.code, r.reason);
+                    }
+                    return;
+                }
+            }
+        }
         let cfg = self.cfg.clone();
         let branch = format!("z9hG4bK{}", self.token());
         let Some(call) = self.call_mut(cref) else {
@@ -2210,7 +2269,7 @@ impl B2bua {
                         b.raw_header(h.raw_name, h.value);
                     }
                 }
-                let body = s.body();
+                let body = sdp.as_deref().unwrap_or(s.body());
                 if !body.is_empty()
                     && let Some(ct) = s.header(HeaderName::ContentType)
                 {
@@ -2218,6 +2277,11 @@ impl B2bua {
                 }
                 b.finish(body);
             } else {
+                if method == Method::Bye
+                    && let Some(r) = self.bye_reason
+                {
+                    b.header(HeaderName::Reason, r);
+                }
                 if method == Method::Update
                     && let Some(se) = self.call_ref(cref).and_then(|c| c.session)
                 {
@@ -2310,6 +2374,20 @@ impl B2bua {
             return;
         };
         let flow = u.flow;
+        let sdp_method = matches!(m.cseq().method, Method::Invite | Method::Update);
+        let mut sdp: Option<Vec<u8>> = None;
+        if sdp_method && (200..300).contains(&status) {
+            // An answer to the relayed offer, or (offerless re-INVITE) an offer of its own.
+            let answer = !rq.body().is_empty();
+            sdp = self
+                .media_sdp(now, cref, side, m.body(), answer)
+                .unwrap_or(Some(Vec::new()));
+        } else if sdp_method && status >= 300 && !rq.body().is_empty() {
+            self.media_offer_failed(now, cref);
+        } else if sdp_method && !m.body().is_empty() && self.media_anchored(cref) {
+            // Provisional SDP inside a dialog is not anchored: never relay peer addresses.
+            sdp = Some(Vec::new());
+        }
         let local = self
             .locals
             .get(usize::from(flow.local))
@@ -2327,7 +2405,7 @@ impl B2bua {
             if let Some(r) = m.header_by_name(b"Retry-After") {
                 b.raw_header(b"Retry-After", r);
             }
-            let body = Self::answer_to_a(m.body());
+            let body = sdp.as_deref().unwrap_or(m.body());
             if !body.is_empty()
                 && let Some(ct) = m.header(HeaderName::ContentType)
             {
@@ -2561,9 +2639,10 @@ impl B2bua {
         if self.call_ref(r).is_none() {
             return;
         }
-        let Some(call) = self.calls.get_mut(r.idx as usize).and_then(Option::take) else {
+        let Some(mut call) = self.calls.get_mut(r.idx as usize).and_then(Option::take) else {
             return;
         };
+        self.media_close(&mut call);
         for leg in [&call.a, &call.b] {
             if leg.keyed {
                 self.dialogs

@@ -252,14 +252,17 @@ impl B2bua {
         } else {
             "trying"
         };
-        let leg = |side: &str, l: &super::Leg, trunk: usize| LegInfo {
-            side: side.into(),
-            sip_call_id: l.call_id.clone(),
-            trunk: self.trunk_name(trunk),
-            remote: l.dest.to_string(),
-            codec: None,
-            srtp: None,
-            streams: Vec::new(),
+        let leg = |side: &str, l: &super::Leg, trunk: usize, s: super::Side| {
+            let (codec, srtp, streams) = Self::media_leg_info(c, s);
+            LegInfo {
+                side: side.into(),
+                sip_call_id: l.call_id.clone(),
+                trunk: self.trunk_name(trunk),
+                remote: l.dest.to_string(),
+                codec,
+                srtp,
+                streams,
+            }
         };
         CallInfo {
             id: c.b.call_id.clone(),
@@ -273,8 +276,8 @@ impl B2bua {
             from_out: c.calling.clone(),
             to_out: c.called.clone(),
             legs: vec![
-                leg("inbound", &c.a, c.in_trunk),
-                leg("outbound", &c.b, c.out_trunk),
+                leg("inbound", &c.a, c.in_trunk, super::Side::A),
+                leg("outbound", &c.b, c.out_trunk, super::Side::B),
             ],
         }
     }
@@ -326,7 +329,7 @@ impl B2bua {
                 to_out: c.called.clone(),
                 result_code,
                 end_reason,
-                streams: Vec::new(),
+                streams: Self::media_streams(c),
             });
         }
     }

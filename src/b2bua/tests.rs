@@ -1037,3 +1037,368 @@ fn forward_with_unknown_trunk_or_disabled_is_ignored() {
     find(&out, CLOUD1, "INVITE sip:+18005551234@");
     assert_eq!(h.b.counters().forwarded, 0);
 }
+
+// ---- anchored media (media.rs) ----
+
+use crate::media::flow::{FlowCmd, FlowEntry, FlowSink, FlowSinkError, FlowTag, MediaEvent};
+use std::sync::Mutex;
+
+/// Collects the flow commands the B2BUA programs.
+#[derive(Clone, Default)]
+struct Flows(Arc<Mutex<Vec<FlowCmd>>>);
+
+impl FlowSink for Flows {
+    fn apply(&mut self, cmd: FlowCmd) -> Result<(), FlowSinkError> {
+        self.0.lock().unwrap().push(cmd);
+        Ok(())
+    }
+}
+
+impl Flows {
+    fn take(&self) -> Vec<FlowCmd> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+const CARRIER_MEDIA: &str = "198.51.100.10";
+const CLOUD_MEDIA: &str = "203.0.113.10";
+
+fn media_cfg(cloud_srtp: &str) -> String {
+    let cfg = CFG.replace(
+        "[[trunk]]\nname = \"cloud\"\n",
+        &format!("[[trunk]]\nname = \"cloud\"\nsrtp = {cloud_srtp}\n"),
+    );
+    format!(
+        "{cfg}\n[media]\nmode = \"socket\"\nport_min = 40000\nport_max = 40999\nrtp_timeout_s = 30\n\
+         [[media.interface]]\nname = \"eth0\"\nrole = \"carrier\"\naddress = \"{CARRIER_MEDIA}\"\n\
+         [[media.interface]]\nname = \"eth1\"\nrole = \"cloud\"\naddress = \"{CLOUD_MEDIA}\"\n"
+    )
+}
+
+fn anchored(cloud_srtp: &str, ports: (u16, u16)) -> (H, Flows) {
+    let mut h = H::new(&media_cfg(cloud_srtp));
+    let flows = Flows::default();
+    let (carrier, cloud) = MediaAnchor::addrs_from_config(&h.b.config().media, addr(LOCAL).ip());
+    let anchor = MediaAnchor::new(
+        Box::new(flows.clone()),
+        carrier,
+        cloud,
+        ports.0,
+        ports.1,
+        Duration::from_secs(30),
+        h.now,
+    )
+    .unwrap();
+    h.b.set_media(anchor);
+    (h, flows)
+}
+
+const PLAIN: &str = "{ policy = \"off\" }";
+
+/// The m=audio port of an SDP body.
+fn audio_port(msg: &str) -> u16 {
+    let m = msg.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    m.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn added(cmds: &[FlowCmd]) -> Vec<FlowEntry> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            FlowCmd::Add(e) | FlowCmd::Update(e) => Some((**e).clone()),
+            FlowCmd::Remove(_) => None,
+        })
+        .collect()
+}
+
+const CLOUD_SDP: &str =
+    "v=0\no=cloud 7 7 IN IP4 192.0.2.50\ns=-\nc=IN IP4 192.0.2.50\nt=0 0\nm=audio 7000 RTP/AVP 0\n";
+
+/// An anchored call up to A's ACK; returns (B's INVITE, A's 200).
+fn anchored_call(h: &mut H, cloud_sdp: &str) -> (String, String) {
+    let out = h.feed(CARRIER, &carrier_invite("a1", "15551234567"));
+    let inv = find(&out, CLOUD1, "INVITE ").to_owned();
+    let out = h.feed(
+        CLOUD1,
+        &reply(
+            &inv,
+            200,
+            "OK",
+            Some("cl1"),
+            "Contact: <sip:agent@192.0.2.1>\n",
+            cloud_sdp,
+        ),
+    );
+    find(&out, CLOUD1, "ACK sip:agent@192.0.2.1");
+    let ok = find(&out, CARRIER, "SIP/2.0 200").to_owned();
+    (inv, ok)
+}
+
+#[test]
+fn anchored_call_rewrites_both_sdps_programs_flows_and_removes_them_at_bye() {
+    let (mut h, flows) = anchored(PLAIN, (40000, 40999));
+    let (inv, ok) = anchored_call(&mut h, CLOUD_SDP);
+    // B sees only our cloud-side media address; A only our carrier-side one.
+    let (_, b_body) = inv.split_once("\r\n\r\n").unwrap();
+    assert!(
+        b_body.contains(&format!("c=IN IP4 {CLOUD_MEDIA}")),
+        "{b_body}"
+    );
+    assert!(
+        !inv.contains("10.0.0.1:") && !b_body.contains("10.0.0.1"),
+        "{inv}"
+    );
+    let (_, a_body) = ok.split_once("\r\n\r\n").unwrap();
+    assert!(
+        a_body.contains(&format!("c=IN IP4 {CARRIER_MEDIA}")),
+        "{a_body}"
+    );
+    assert!(!a_body.contains("192.0.2.50"), "{a_body}");
+    let (pa, pb) = (audio_port(a_body), audio_port(b_body));
+    assert!((40000..=40999).contains(&pa) && pa % 2 == 0);
+    assert!((40000..=40999).contains(&pb) && pb % 2 == 0);
+
+    let cmds = flows.take();
+    let entries = added(&cmds);
+    assert!(
+        cmds.iter().all(|c| matches!(c, FlowCmd::Add(_))),
+        "{cmds:?}"
+    );
+    let from_a = entries
+        .iter()
+        .find(|e| e.key.local == addr(&format!("{CARRIER_MEDIA}:{pa}")))
+        .expect("flow receiving from the carrier");
+    assert_eq!(from_a.expected_remote, addr("10.0.0.1:6000"));
+    assert_eq!(from_a.egress_local, addr(&format!("{CLOUD_MEDIA}:{pb}")));
+    assert_eq!(from_a.egress_remote, addr("192.0.2.50:7000"));
+    assert_eq!(from_a.timeout, 30_000_000_000);
+    let from_b = entries
+        .iter()
+        .find(|e| e.key.local == addr(&format!("{CLOUD_MEDIA}:{pb}")))
+        .expect("flow receiving from the cloud");
+    assert_eq!(from_b.egress_remote, addr("10.0.0.1:6000"));
+    assert_eq!(from_b.tag.call, from_a.tag.call);
+    // RTP and RTCP on each leg (neither side offered rtcp-mux).
+    assert_eq!(entries.len(), 4);
+    assert!(h.b.calls_info()[0].legs[0].codec.as_deref() == Some("PCMU"));
+
+    let a_tag = tag(header(&ok, "To").unwrap()).to_owned();
+    let out = h.feed(CARRIER, &in_dialog_from_a("BYE", 2, &a_tag, "bye1", "", ""));
+    find(&out, CLOUD1, "BYE ");
+    let removed: Vec<_> = flows
+        .take()
+        .into_iter()
+        .filter(|c| matches!(c, FlowCmd::Remove(_)))
+        .collect();
+    assert_eq!(removed.len(), 4);
+    let anchor = h.b.media.as_ref().unwrap();
+    assert_eq!(anchor.ports_in_use(), 0, "ports released (into quarantine)");
+    assert_eq!(h.b.media_counters().unwrap().flows_removed, 4);
+}
+
+#[test]
+fn media_timeout_byes_both_legs_with_reason_and_records_it() {
+    let (mut h, flows) = anchored(PLAIN, (40000, 40999));
+    let (_, ok) = anchored_call(&mut h, CLOUD_SDP);
+    let a_tag = tag(header(&ok, "To").unwrap()).to_owned();
+    let ack = in_dialog_from_a("ACK", 1, &a_tag, "ack1", "", "");
+    h.feed(CARRIER, &ack);
+    let e = added(&flows.take())[0].clone();
+    // Stats first (they go into the CDR), then the timeout.
+    let stats = crate::media::flow::StreamStats {
+        packets: 500,
+        bytes: 86000,
+        lost: 5,
+        jitter_us: 2000,
+        ..Default::default()
+    };
+    h.b.on_media_event(
+        h.now,
+        MediaEvent::Stats {
+            key: e.key,
+            tag: e.tag,
+            stats,
+        },
+    );
+    let info = h.b.calls_info();
+    assert_eq!(info[0].legs[0].streams[0].packets_in, 500);
+    h.b.on_media_event(
+        h.now,
+        MediaEvent::Timeout {
+            key: e.key,
+            tag: e.tag,
+        },
+    );
+    let out = h.sent();
+    let bye_a = find(&out, CARRIER, "BYE ");
+    let bye_b = find(&out, CLOUD1, "BYE ");
+    for b in [bye_a, bye_b] {
+        assert!(
+            header(b, "Reason").unwrap().contains("media timeout"),
+            "{b}"
+        );
+    }
+    assert_eq!(h.b.active_calls(), 0);
+    let recs = h.b.take_records();
+    assert_eq!(recs[0].end_reason, "media timeout");
+    let s = &recs[0].streams[0];
+    assert_eq!((s.packets, s.lost, s.codec.as_str()), (500, 5, "PCMU"));
+    assert!(s.mos > 3.5 && s.mos < 4.41, "{}", s.mos);
+    // A late event for the freed call is ignored.
+    let stale = FlowTag { ..e.tag };
+    h.b.on_media_event(
+        h.now,
+        MediaEvent::Timeout {
+            key: e.key,
+            tag: stale,
+        },
+    );
+    assert!(h.sent().is_empty());
+    assert_eq!(h.b.media_counters().unwrap().timeouts, 1);
+}
+
+#[test]
+fn srtp_required_on_cloud_offers_sdes_and_keys_the_flows() {
+    let (mut h, flows) = anchored(
+        "{ policy = \"required\", allow_sdes_without_tls = true }",
+        (40000, 40999),
+    );
+    let out = h.feed(CARRIER, &carrier_invite("a1", "15551234567"));
+    let inv = find(&out, CLOUD1, "INVITE ").to_owned();
+    assert!(inv.contains("RTP/SAVP"), "{inv}");
+    let crypto = inv
+        .lines()
+        .find(|l| l.starts_with("a=crypto:"))
+        .expect("a=crypto offered");
+    assert!(
+        crypto.contains("AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{crypto}"
+    );
+    let cloud_key =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let sdp = format!(
+        "v=0\no=cloud 7 7 IN IP4 192.0.2.50\ns=-\nc=IN IP4 192.0.2.50\nt=0 0\nm=audio 7000 RTP/SAVP 0\n{cloud_key}\n"
+    );
+    let out = h.feed(
+        CLOUD1,
+        &reply(
+            &inv,
+            200,
+            "OK",
+            Some("cl1"),
+            "Contact: <sip:agent@192.0.2.1>\n",
+            &sdp,
+        ),
+    );
+    let ok = find(&out, CARRIER, "SIP/2.0 200");
+    assert!(ok.contains("RTP/AVP") && !ok.contains("a=crypto"), "{ok}");
+    let entries = added(&flows.take());
+    let from_a = entries
+        .iter()
+        .find(|e| e.key.local.ip() == addr(&format!("{CARRIER_MEDIA}:1")).ip())
+        .unwrap();
+    assert!(from_a.srtp_in.is_none());
+    let out_key = from_a.srtp_out.as_ref().expect("protect toward the cloud");
+    assert!(
+        crypto.contains(&out_key.inline_key),
+        "our offered key protects"
+    );
+    let from_b = entries
+        .iter()
+        .find(|e| e.key.local.ip() == addr(&format!("{CLOUD_MEDIA}:1")).ip())
+        .unwrap();
+    assert_eq!(
+        from_b.srtp_in.as_ref().unwrap().inline_key,
+        "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"
+    );
+    assert!(from_b.srtp_out.is_none());
+}
+
+#[test]
+fn unacceptable_offer_is_refused_488_and_port_exhaustion_is_503() {
+    // The carrier trunk is plain RTP: an SRTP-only offer from it has no acceptable stream.
+    let (mut h, _) = anchored(PLAIN, (40000, 40999));
+    let savp = carrier_invite("a1", "15551234567").replace("RTP/AVP 0", "RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz");
+    let out = h.feed(CARRIER, &savp);
+    assert_eq!(status(find(&out, CARRIER, "SIP/2.0 488")), 488);
+    assert!(!out.iter().any(|(a, _)| *a == addr(CLOUD1)));
+    assert_eq!(h.b.active_calls(), 0);
+    assert_eq!(h.b.media_counters().unwrap().sdp_refused, 1);
+    assert_eq!(
+        h.b.media.as_ref().unwrap().ports_in_use(),
+        0,
+        "nothing leaked"
+    );
+
+    // One RTP/RTCP pair per media address: the second call finds no port.
+    let (mut h, _) = anchored(PLAIN, (40000, 40001));
+    let out = h.feed(CARRIER, &carrier_invite("p1", "15551234567"));
+    find(&out, CLOUD1, "INVITE ");
+    let out = h.feed(CARRIER, &carrier_invite("p2", "15551234567"));
+    assert_eq!(status(find(&out, CARRIER, "SIP/2.0 503")), 503);
+    assert_eq!(h.b.media_counters().unwrap().ports_exhausted, 1);
+    assert_eq!(h.b.active_calls(), 1);
+}
+
+#[test]
+fn hold_by_reinvite_is_anchored_and_updates_the_flows() {
+    let (mut h, flows) = anchored(PLAIN, (40000, 40999));
+    let (_, ok) = anchored_call(&mut h, CLOUD_SDP);
+    let first = added(&flows.take());
+    let a_tag = tag(header(&ok, "To").unwrap()).to_owned();
+    let hold = format!("{}a=sendonly\n", SDP.replace("1 1 IN", "1 2 IN"));
+    let out = h.feed(
+        CARRIER,
+        &in_dialog_from_a(
+            "INVITE",
+            2,
+            &a_tag,
+            "ri1",
+            "Contact: <sip:15557654321@10.0.0.1:5060>\nContent-Type: application/sdp\n",
+            &hold,
+        ),
+    );
+    let re = find(&out, CLOUD1, "INVITE sip:agent@192.0.2.1 SIP/2.0").to_owned();
+    assert!(
+        re.contains("a=sendonly") && re.contains(CLOUD_MEDIA),
+        "{re}"
+    );
+    assert!(!re.contains("10.0.0.1 "), "{re}");
+    let held = format!("{}a=recvonly\n", CLOUD_SDP.replace("7 7 IN", "7 8 IN"));
+    let out = h.feed(
+        CLOUD1,
+        &reply(
+            &re,
+            200,
+            "OK",
+            None,
+            "Contact: <sip:agent@192.0.2.1>\n",
+            &held,
+        ),
+    );
+    let ok2 = find(&out, CARRIER, "SIP/2.0 200");
+    assert!(
+        ok2.contains("a=recvonly") && ok2.contains(CARRIER_MEDIA),
+        "{ok2}"
+    );
+    let cmds = flows.take();
+    assert!(!cmds.is_empty());
+    assert!(
+        cmds.iter().all(|c| matches!(c, FlowCmd::Update(_))),
+        "{cmds:?}"
+    );
+    let after = added(&cmds);
+    assert_eq!(after.len(), first.len(), "same ports, same flows");
+    assert!(after.iter().all(|e| e.on_hold));
+}
+
+#[test]
+fn bypass_mode_passes_sdp_unchanged() {
+    let mut h = H::new(CFG);
+    let out = h.feed(CARRIER, &carrier_invite("a1", "15551234567"));
+    let inv = find(&out, CLOUD1, "INVITE ");
+    assert!(
+        inv.contains("c=IN IP4 10.0.0.1\r\n") && inv.contains("m=audio 6000 RTP/AVP 0"),
+        "{inv}"
+    );
+    assert!(h.b.media_counters().is_none());
+}

@@ -43,7 +43,12 @@ impl SrtpFactory for SdesFactory {
 
     fn create(&mut self, keying: &SrtpKeying) -> Result<SrtpContext, SrtpError> {
         let suite = Suite::from_sdes_name(&keying.suite).ok_or(SrtpError::Key)?;
-        let key = MasterKey::from_sdes_inline(suite, &keying.inline_key).map_err(map_err)?;
+        // The B2BUA hands over the bare base64 key||salt (`sdp::CryptoKey`); SDES text keeps `inline:`.
+        let key = match keying.inline_key.trim_start().starts_with("inline:") {
+            true => MasterKey::from_sdes_inline(suite, &keying.inline_key),
+            false => MasterKey::from_sdes_inline(suite, &format!("inline:{}", keying.inline_key)),
+        }
+        .map_err(map_err)?;
         SrtpContext::new(suite, &key, self.config).map_err(map_err)
     }
 }
@@ -82,6 +87,13 @@ mod tests {
             SrtpTransform::unprotect_rtp(&mut rx, &mut buf, 172),
             Err(SrtpError::Replay)
         );
+    }
+
+    #[test]
+    fn bare_base64_from_the_b2bua_is_accepted() {
+        let mut k = keying();
+        k.inline_key = k.inline_key.trim_start_matches("inline:").to_owned();
+        assert!(SdesFactory::default().create(&k).is_ok());
     }
 
     #[test]

@@ -60,3 +60,4 @@ pub use driver::{ActiveScheme, Scheme, SocketMedia, SocketMediaConfig, SocketMed
 pub use handler::{HandlerDrop, PacketHandler, RxPacket, Verdict};
 pub use rules::RuleTools;
 pub use stats::{DropReason, StatsSnapshot, WorkerStats};
+pub use sys::interface_ipv4;

@@ -399,3 +399,47 @@ pub fn setns_net(ns: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: plain syscall on a descriptor we hold open.
     cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }).map(drop)
 }
+
+/// The first IPv4 address of interface `name` (a media interface configured without `address`).
+pub fn interface_ipv4(name: &str) -> Option<std::net::Ipv4Addr> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we own until freeifaddrs; checked for failure.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let n = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        // SAFETY: ifa_addr is non-null and points at a sockaddr of at least the family's size.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        if n.to_bytes() == name.as_bytes() && family == libc::AF_INET {
+            // SAFETY: the family is AF_INET, so the address is a sockaddr_in.
+            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            found = Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            break;
+        }
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    found
+}
+
+#[cfg(test)]
+mod ifaddr_tests {
+    #[test]
+    fn loopback_has_its_address_and_unknown_has_none() {
+        assert_eq!(
+            super::interface_ipv4("lo"),
+            Some(std::net::Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(super::interface_ipv4("tg-no-such-if0"), None);
+    }
+}
