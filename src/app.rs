@@ -253,6 +253,8 @@ impl SipHandler for App {
 
 /// Runs tollgate with `cfg` on the calling thread until SIGINT/SIGTERM.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    // Forwarding first: a bad database stops the start before any socket is bound, never an empty table.
+    let forwards = crate::forward::runtime::start(&cfg)?;
     let mut sig: SigLoop<()> = SigLoop::new(SigConfig::default()).context("signaling loop")?;
     let mut listeners = Vec::new();
     let mut locals = Vec::new();
@@ -300,11 +302,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             }
         })
         .context("signal thread")?;
-    let b2b = B2bua::new(Arc::new(cfg), locals, Instant::now());
+    let mut b2b = B2bua::new(Arc::new(cfg), locals, Instant::now());
+    if let Some(f) = &forwards {
+        b2b.set_forwards(f.table());
+    }
     let app = App::new(b2b, listeners);
     let (app, counters) = sig.run(app).context("signaling loop")?;
     sig_handle.close();
     let _ = stopper.join();
+    drop(forwards);
     tracing::info!(b2bua = ?app.b2bua().counters(), loop_counters = ?counters.fields(), "stopped");
     Ok(())
 }
