@@ -93,6 +93,10 @@ enum CtlCmd {
         #[command(subcommand)]
         what: BanWhat,
     },
+    /// Copy the forwarding database ([forwarding] db of --config) to FILE; safe while tollgate runs.
+    Backup { file: PathBuf },
+    /// Replace the forwarding database by the backup FILE (checked first); stop tollgate before.
+    Restore { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -171,14 +175,6 @@ fn install(root: PathBuf, prefix: PathBuf, force_config: bool) -> ExitCode {
 
 fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) -> ExitCode {
     use tollgate::mgmt::ctl::{self, CtlReply, CtlRequest};
-    let socket = match (socket, config) {
-        (Some(s), _) => s,
-        (None, Some(c)) => match load(Some(c)) {
-            Ok(cfg) => cfg.mgmt.control_socket,
-            Err(code) => return code,
-        },
-        (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
-    };
     let req = match cmd {
         CtlCmd::Calls => CtlRequest::Calls,
         CtlCmd::Show {
@@ -195,6 +191,16 @@ fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) 
         CtlCmd::Ban {
             what: BanWhat::Del { addr },
         } => CtlRequest::BanDel { addr },
+        CtlCmd::Backup { file } => return forward_db(config, true, &file),
+        CtlCmd::Restore { file } => return forward_db(config, false, &file),
+    };
+    let socket = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => match load(Some(c)) {
+            Ok(cfg) => cfg.mgmt.control_socket,
+            Err(code) => return code,
+        },
+        (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
     };
     let reply = match ctl::request(&socket, &req) {
         Ok(r) => r,
@@ -218,6 +224,34 @@ fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) 
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `ctl backup` / `ctl restore`: offline against the database file named by the configuration.
+fn forward_db(config: Option<&Path>, backup: bool, file: &Path) -> ExitCode {
+    use tollgate::forward::backup;
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(db) = cfg.forwarding.db else {
+        eprintln!("no [forwarding] db in the configuration (give --config)");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    let r = if backup {
+        backup::backup(&db, file).map(|n| format!("backed up {n} forwards to {}", file.display()))
+    } else {
+        backup::restore(&db, file).map(|n| format!("restored {n} forwards into {}", db.display()))
+    };
+    match r {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -11,10 +11,10 @@ use tollgate::forward::runtime::ApiServer;
 use tollgate::forward::store::Forwarding;
 use tollgate::forward::{Catalog, empty_table};
 
-/// Ports 44000–45999 only: a block of 20 per process, 2 per test.
+/// Ports 44000–44999 (forward_e2e has 45000–45999): a block of 20 per process.
 fn port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    44000 + (std::process::id() % 100) as u16 * 20 + NEXT.fetch_add(1, Ordering::Relaxed)
+    44000 + (std::process::id() % 50) as u16 * 20 + NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn catalog() -> Catalog {
@@ -361,7 +361,11 @@ fn exit_of(mut t: Tollgate, limit: Duration) -> (bool, String) {
 fn wait_api(addr: SocketAddr, t: &mut Tollgate) {
     let end = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(t.0.try_wait().unwrap().is_none(), "tollgate exited early");
+        if let Some(st) = t.0.try_wait().unwrap() {
+            let mut e = String::new();
+            t.0.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+            panic!("tollgate exited early ({st}):\n{e}");
+        }
         assert!(Instant::now() < end, "forwarding API did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -380,6 +384,8 @@ fn forward_survives_restart() {
         let (st, b) = req(addr, "POST", "/api/forwards", GOOD);
         assert_eq!(st, 201, "{b}");
     }
+    // A fresh SIP port: the killed process's io_uring teardown may hold the old one for a moment.
+    let cfg = config(&d, &db, port(), api);
     let mut t = spawn(&cfg);
     wait_api(addr, &mut t);
     let (st, b) = req(addr, "GET", "/api/forwards/+18005551234", "");
@@ -422,4 +428,46 @@ fn locked_database_is_a_clear_error_at_start() {
     assert!(!ok, "tollgate must not start on a locked database");
     assert!(err.contains("is locked by another process"), "{err}");
     drop(other);
+}
+
+fn ctl(cfg: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["ctl", "--config"])
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap();
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+#[test]
+fn ctl_backup_and_restore() {
+    let d = tmp("backup");
+    let db = d.join("fwd.db");
+    let cfg = config(&d, &db, port(), port());
+    let fw = Forwarding::open(&db, catalog(), empty_table()).unwrap();
+    let f: tollgate::forward::Forward = serde_json::from_str(GOOD).unwrap();
+    fw.add(&f, "test").unwrap();
+    let bak = d.join("bak.db");
+    let (ok, out) = ctl(&cfg, &["backup", bak.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("backed up 1 forwards"), "{out}");
+    let (ok, out) = ctl(&cfg, &["backup", bak.to_str().unwrap()]);
+    assert!(!ok && out.contains("already exists"), "{out}");
+    fw.remove("+18005551234", "test").unwrap();
+    drop(fw);
+    let (ok, out) = ctl(&cfg, &["restore", bak.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let fw = Forwarding::open(&db, catalog(), empty_table()).unwrap();
+    assert_eq!(fw.list().unwrap(), vec![f]);
+    drop(fw);
+    let junk = d.join("junk.db");
+    std::fs::write(&junk, b"not a database at all, not at all").unwrap();
+    let (ok, out) = ctl(&cfg, &["restore", junk.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("corrupt or not a tollgate database"),
+        "{out}"
+    );
 }

@@ -11,6 +11,7 @@
 //!
 //! The B2BUA only ever does `table.load().get(number)`: a lock-free pointer load and a hash lookup, never SQLite.
 
+pub mod backup;
 pub mod runtime;
 pub mod store;
 
