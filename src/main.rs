@@ -97,6 +97,17 @@ enum CtlCmd {
     Backup { file: PathBuf },
     /// Replace the forwarding database by the backup FILE (checked first); stop tollgate before.
     Restore { file: PathBuf },
+    /// Admin console users in the forwarding database (offline against the file).
+    User {
+        #[command(subcommand)]
+        what: UserWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserWhat {
+    /// Add a user; the password is read from stdin (first line; not echoed on a terminal).
+    Add { name: String },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +204,9 @@ fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) 
         } => CtlRequest::BanDel { addr },
         CtlCmd::Backup { file } => return forward_db(config, true, &file),
         CtlCmd::Restore { file } => return forward_db(config, false, &file),
+        CtlCmd::User {
+            what: UserWhat::Add { name },
+        } => return user_add(config, &name),
     };
     let socket = match (socket, config) {
         (Some(s), _) => s,
@@ -224,6 +238,61 @@ fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) 
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Reads one line from stdin; on a terminal, prompts on stderr with echo off (`stty`, best effort).
+fn read_password() -> std::io::Result<zeroize::Zeroizing<String>> {
+    use std::io::IsTerminal;
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if tty {
+        eprint!("password: ");
+        stty("-echo");
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    let r = std::io::stdin().read_line(&mut line);
+    if tty {
+        stty("echo");
+        eprintln!();
+    }
+    r?;
+    while line.ends_with('\n') || line.ends_with('\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+fn user_add(config: Option<&Path>, name: &str) -> ExitCode {
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(db) = cfg.forwarding.db else {
+        eprintln!("no [forwarding] db in the configuration (give --config)");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    let pw = match read_password() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("reading the password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tollgate::forward::users::add_user(&db, name, &pw) {
+        Ok(()) => {
+            println!("added user {name}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -471,3 +471,40 @@ fn ctl_backup_and_restore() {
         "{out}"
     );
 }
+
+#[test]
+fn ctl_user_add_reads_the_password_from_stdin() {
+    let d = tmp("user");
+    let db = d.join("fwd.db");
+    let cfg = config(&d, &db, port(), port());
+    let add = |name: &str, pw: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["ctl", "--config"])
+            .arg(&cfg)
+            .args(["user", "add", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(pw.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), s)
+    };
+    let (ok, out) = add("alice", "correct horse battery\n");
+    assert!(ok && out.contains("added user alice"), "{out}");
+    assert!(
+        !out.contains("correct horse"),
+        "the password is never printed: {out}"
+    );
+    assert!(tollgate::forward::users::verify_user(&db, "alice", "correct horse battery").unwrap());
+    let (ok, out) = add("alice", "another long password\n");
+    assert!(!ok && out.contains("already exists"), "{out}");
+    let (ok, out) = add("bob", "short\n");
+    assert!(!ok && out.contains("too short"), "{out}");
+    // The users table does not stop the daemon from opening the database.
+    let (ok, out) = ctl(&cfg, &["backup", d.join("b.db").to_str().unwrap()]);
+    assert!(ok, "{out}");
+}

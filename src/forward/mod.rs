@@ -14,6 +14,7 @@
 pub mod backup;
 pub mod runtime;
 pub mod store;
+pub mod users;
 
 use crate::config::Config;
 use crate::routing::numbers::is_e164;
