@@ -286,6 +286,8 @@ impl SipHandler for App {
 
 /// Runs tollgate with `cfg` on the calling thread until SIGINT/SIGTERM.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    // Forwarding first: a bad database stops the start before any socket is bound, never an empty table.
+    let forwards = crate::forward::runtime::start(&cfg)?;
     let mut sig: SigLoop<()> = SigLoop::new(SigConfig::default()).context("signaling loop")?;
     let mut listeners = Vec::new();
     let mut locals = Vec::new();
@@ -338,6 +340,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |l| l.addr.ip());
     let media = start_media(&cfg, fallback_ip)?;
     let mut b2b = B2bua::new(Arc::new(cfg), locals, Instant::now());
+    if let Some(f) = &forwards {
+        b2b.set_forwards(f.table());
+    }
     let mut app_events = None;
     let plane = media.map(|(plane, anchor)| {
         b2b.set_media(anchor);
@@ -351,6 +356,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let (app, counters) = sig.run(app).context("signaling loop")?;
     sig_handle.close();
     let _ = stopper.join();
+    drop(forwards);
     if let Some(p) = plane {
         tracing::info!(media = ?app.b2bua().media_counters(), workers = ?p.counters(), "media plane stopping");
         if let Err(e) = p.stop() {

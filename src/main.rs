@@ -93,6 +93,21 @@ enum CtlCmd {
         #[command(subcommand)]
         what: BanWhat,
     },
+    /// Copy the forwarding database ([forwarding] db of --config) to FILE; safe while tollgate runs.
+    Backup { file: PathBuf },
+    /// Replace the forwarding database by the backup FILE (checked first); stop tollgate before.
+    Restore { file: PathBuf },
+    /// Admin console users in the forwarding database (offline against the file).
+    User {
+        #[command(subcommand)]
+        what: UserWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserWhat {
+    /// Add a user; the password is read from stdin (first line; not echoed on a terminal).
+    Add { name: String },
 }
 
 #[derive(Subcommand)]
@@ -171,14 +186,6 @@ fn install(root: PathBuf, prefix: PathBuf, force_config: bool) -> ExitCode {
 
 fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) -> ExitCode {
     use tollgate::mgmt::ctl::{self, CtlReply, CtlRequest};
-    let socket = match (socket, config) {
-        (Some(s), _) => s,
-        (None, Some(c)) => match load(Some(c)) {
-            Ok(cfg) => cfg.mgmt.control_socket,
-            Err(code) => return code,
-        },
-        (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
-    };
     let req = match cmd {
         CtlCmd::Calls => CtlRequest::Calls,
         CtlCmd::Show {
@@ -195,6 +202,19 @@ fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) 
         CtlCmd::Ban {
             what: BanWhat::Del { addr },
         } => CtlRequest::BanDel { addr },
+        CtlCmd::Backup { file } => return forward_db(config, true, &file),
+        CtlCmd::Restore { file } => return forward_db(config, false, &file),
+        CtlCmd::User {
+            what: UserWhat::Add { name },
+        } => return user_add(config, &name),
+    };
+    let socket = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => match load(Some(c)) {
+            Ok(cfg) => cfg.mgmt.control_socket,
+            Err(code) => return code,
+        },
+        (None, None) => PathBuf::from(DEFAULT_CONTROL_SOCKET),
     };
     let reply = match ctl::request(&socket, &req) {
         Ok(r) => r,
@@ -218,6 +238,89 @@ fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) 
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Reads one line from stdin; on a terminal, prompts on stderr with echo off (`stty`, best effort).
+fn read_password() -> std::io::Result<zeroize::Zeroizing<String>> {
+    use std::io::IsTerminal;
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if tty {
+        eprint!("password: ");
+        stty("-echo");
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    let r = std::io::stdin().read_line(&mut line);
+    if tty {
+        stty("echo");
+        eprintln!();
+    }
+    r?;
+    while line.ends_with('\n') || line.ends_with('\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+fn user_add(config: Option<&Path>, name: &str) -> ExitCode {
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(db) = cfg.forwarding.db else {
+        eprintln!("no [forwarding] db in the configuration (give --config)");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    let pw = match read_password() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("reading the password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tollgate::forward::users::add_user(&db, name, &pw) {
+        Ok(()) => {
+            println!("added user {name}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ctl backup` / `ctl restore`: offline against the database file named by the configuration.
+fn forward_db(config: Option<&Path>, backup: bool, file: &Path) -> ExitCode {
+    use tollgate::forward::backup;
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(db) = cfg.forwarding.db else {
+        eprintln!("no [forwarding] db in the configuration (give --config)");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    let r = if backup {
+        backup::backup(&db, file).map(|n| format!("backed up {n} forwards to {}", file.display()))
+    } else {
+        backup::restore(&db, file).map(|n| format!("restored {n} forwards into {}", db.display()))
+    };
+    match r {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -7,11 +7,14 @@
 //!   signalling thread reads, and the fallback decision ([`after_failure`]);
 //! - [`store`]: the SQLite file (WAL), the only place a forward is written; every committed change publishes a
 //!   new index into the shared [`ForwardTable`];
-//! - the REST API that validates and writes is not built yet; [`store::Forwarding`] is its entry point.
+//! - [`runtime`]: what `tollgate run` starts: opens the store, publishes the index, serves the REST API.
 //!
 //! The B2BUA only ever does `table.load().get(number)`: a lock-free pointer load and a hash lookup, never SQLite.
 
+pub mod backup;
+pub mod runtime;
 pub mod store;
+pub mod users;
 
 use crate::config::Config;
 use crate::routing::numbers::is_e164;

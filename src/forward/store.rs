@@ -135,7 +135,8 @@ fn row_forward(r: &rusqlite::Row<'_>) -> rusqlite::Result<Forward> {
     })
 }
 
-const COLUMNS: &str = "number, target, trunk, ring_timeout_s, caller_id, fallback, enabled";
+pub(super) const COLUMNS: &str =
+    "number, target, trunk, ring_timeout_s, caller_id, fallback, enabled";
 
 impl Store {
     /// Opens (creating if absent) the database at `path` in WAL mode, checks it, and creates the schema.

@@ -1,0 +1,138 @@
+//! Local users of the admin console, in the forwarding database (`users` table): argon2id PHC strings, never
+//! the password. `tollgate ctl user add NAME` works offline against the file. The console's sign-in (sessions,
+//! CSRF, lockout) that will verify against this table is not built yet.
+use super::store::{Store, StoreError};
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::time::Duration;
+
+pub const MIN_PASSWORD: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("user `{0}` already exists")]
+    Exists(String),
+    #[error("user name `{0}`: 1 to 64 of A-Z a-z 0-9 . _ -")]
+    BadName(String),
+    #[error("password too short: at least {MIN_PASSWORD} characters")]
+    ShortPassword,
+    #[error("password hashing: {0}")]
+    Hash(String),
+}
+
+const USERS: &str = "CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY NOT NULL,
+    phc TEXT NOT NULL,
+    created INTEGER NOT NULL
+);";
+
+fn valid_name(n: &str) -> bool {
+    (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Opens `db` strictly (as `run` does), then a connection for the users table.
+fn open(db: &Path) -> Result<Connection, UserError> {
+    drop(Store::open(db)?);
+    let sql = |e: rusqlite::Error| UserError::Store(StoreError::Sql(e));
+    let c = Connection::open(db).map_err(sql)?;
+    c.busy_timeout(Duration::from_millis(1000)).map_err(sql)?;
+    c.execute_batch(USERS).map_err(sql)?;
+    Ok(c)
+}
+
+/// Adds a user with an argon2id hash of `password` (random salt).
+pub fn add_user(db: &Path, name: &str, password: &str) -> Result<(), UserError> {
+    if !valid_name(name) {
+        return Err(UserError::BadName(name.to_owned()));
+    }
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(UserError::ShortPassword);
+    }
+    let phc = Argon2::default()
+        .hash_password(password.as_bytes())
+        .map_err(|e| UserError::Hash(e.to_string()))?
+        .to_string();
+    let c = open(db)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match c.execute(
+        "INSERT INTO users (name, phc, created) VALUES (?1, ?2, ?3)",
+        params![name, phc, now],
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            Err(UserError::Exists(name.to_owned()))
+        }
+        Err(e) => Err(UserError::Store(StoreError::Sql(e))),
+    }
+}
+
+/// True when `name` exists and `password` matches its hash.
+pub fn verify_user(db: &Path, name: &str, password: &str) -> Result<bool, UserError> {
+    let c = open(db)?;
+    let phc: Option<String> = c
+        .query_row("SELECT phc FROM users WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| UserError::Store(StoreError::Sql(e)))?;
+    let Some(phc) = phc else { return Ok(false) };
+    let parsed = PasswordHash::new(&phc).map_err(|e| UserError::Hash(e.to_string()))?;
+    Ok(Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_verify_and_refusals() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("fwd.db");
+        add_user(&db, "alice", "correct horse battery").unwrap();
+        assert!(verify_user(&db, "alice", "correct horse battery").unwrap());
+        assert!(!verify_user(&db, "alice", "correct horse batterz").unwrap());
+        assert!(!verify_user(&db, "bob", "correct horse battery").unwrap());
+        assert!(matches!(
+            add_user(&db, "alice", "another password"),
+            Err(UserError::Exists(_))
+        ));
+        assert!(matches!(
+            add_user(&db, "a b", "long enough pw"),
+            Err(UserError::BadName(_))
+        ));
+        assert!(matches!(
+            add_user(&db, "carol", "short"),
+            Err(UserError::ShortPassword)
+        ));
+        let phc: String = Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT phc FROM users WHERE name='alice'", [], |r| r.get(0))
+            .unwrap();
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(!phc.contains("correct horse"));
+        // The forwarding store still opens the file (the users table is extra, not foreign).
+        Store::open(&db).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_db_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("fwd.db");
+        std::fs::write(&db, vec![0x5a; 4096]).unwrap();
+        assert!(matches!(
+            add_user(&db, "alice", "correct horse battery"),
+            Err(UserError::Store(StoreError::Corrupt { .. }))
+        ));
+    }
+}
