@@ -54,7 +54,8 @@ impl Proc {
     }
 }
 
-fn config(cloud_srtp: &str, rtp_timeout_s: u32) -> String {
+fn config(mode: &str, cloud_srtp: &str, rtp_timeout_s: u32) -> String {
+    let xdp_required = mode == "xdp";
     format!(
         r#"[node]
 name = "e2e"
@@ -65,7 +66,8 @@ address = "{SBC_C}:5060"
 transport = "udp"
 address = "{SBC_K}:5060"
 [media]
-mode = "socket"
+mode = "{mode}"
+xdp_required = {xdp_required}
 port_min = 30000
 port_max = 30199
 rtp_timeout_s = {rtp_timeout_s}
@@ -334,6 +336,16 @@ impl CarrierUa {
 
 #[test]
 fn anchored_call_to_sipp_rtp_echo_with_latching_behind_nat() {
+    sipp_echo_call("socket", "e2s");
+}
+
+/// The same call with the AF_XDP fast path (`xdp_required`: no silent fallback to sockets).
+#[test]
+fn anchored_call_through_the_xdp_fast_path() {
+    sipp_echo_call("xdp", "e2x");
+}
+
+fn sipp_echo_call(mode: &str, tag: &str) {
     if skip_unless_root("media_e2e sipp") {
         return;
     }
@@ -341,9 +353,12 @@ fn anchored_call_to_sipp_rtp_echo_with_latching_behind_nat() {
         eprintln!("SKIP media_e2e sipp: sipp (Debian sip-tester) not installed");
         return;
     }
-    let t = Topo::new("e2s");
+    let t = Topo::new(tag);
     let dir = tempfile::tempdir().unwrap();
-    let sbc = Sbc::start(&t, dir.path(), &config("{ policy = \"off\" }", 60));
+    let sbc = Sbc::start(&t, dir.path(), &config(mode, "{ policy = \"off\" }", 60));
+    if mode == "xdp" {
+        assert!(sbc.log().contains("mode=Xdp"), "XDP active:\n{}", sbc.log());
+    }
     let scen = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/uas_answer.xml");
     let sipp = Command::new("ip")
         .args(["netns", "exec", &t.k, "sipp", "-sf"])
@@ -492,6 +507,7 @@ fn srtp_to_cloud_with_libsrtp2_dtmf_port_change_and_media_timeout() {
         &t,
         dir.path(),
         &config(
+            "socket",
             "{ policy = \"required\", allow_sdes_without_tls = true }",
             2,
         ),
