@@ -12,11 +12,15 @@ use crate::b2bua::{B2bua, Flow, LocalAddr, MediaAnchor, Transport};
 use crate::config::{Config, MediaMode as CfgMediaMode, Transport as CfgTransport};
 use crate::media::EventQueue;
 use crate::mediaplane::{MediaMode, MediaPlane, MediaPlaneConfig};
+use crate::mgmt::{
+    CallsSnapshot, Health, LivePublisher, LiveStats, MgmtServer, MgmtState, SnapshotPublisher,
+};
 use crate::signaling::{
     ConnEvent, ConnId, DnsAnswer, DnsError, DnsRequestId, Io, ListenerId, SigConfig, SigLoop,
     SipHandler, StreamBuf, StreamFramer, TimerToken, TlsClient, TlsClientSet, TlsServer,
     TlsServerFiles, Transport as SigTransport, tls_layer_factory_by_listener,
 };
+use crate::stats::Registry;
 
 /// Frames SIP messages on a byte stream: header section up to the blank line, then Content-Length bytes
 /// (RFC 3261 18.3: mandatory on streams). Leading CRLF keep-alives are skipped by the caller.
@@ -73,7 +77,13 @@ pub struct App {
     framer: SipFramer,
     /// Media workers' events (latched, timeout, DTMF, stats), when media is anchored.
     media_events: Option<Arc<EventQueue>>,
+    /// Where the mgmt thread reads counters and live calls from, and when to publish next.
+    publish: Option<(Arc<LivePublisher>, Arc<SnapshotPublisher>)>,
+    next_publish: Option<Instant>,
 }
+
+/// How often counters and the live-calls view are published for `/metrics`, `/calls` and `ctl`.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the signaling thread looks at the media events when nothing else wakes it: RTP timeouts are
 /// seconds, stats are for humans, so a few tens of milliseconds is plenty and costs nothing when idle.
@@ -104,7 +114,41 @@ impl App {
             armed: None,
             framer: SipFramer,
             media_events: None,
+            publish: None,
+            next_publish: None,
         }
+    }
+
+    /// Publish counters and live calls for the mgmt thread about once a second.
+    pub fn with_publishers(
+        mut self,
+        live: Arc<LivePublisher>,
+        calls: Arc<SnapshotPublisher>,
+    ) -> Self {
+        self.publish = Some((live, calls));
+        self
+    }
+
+    fn maybe_publish(&mut self, now: Instant) {
+        let Some((live, calls)) = &self.publish else {
+            return;
+        };
+        if self.next_publish.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_publish = Some(now + PUBLISH_EVERY);
+        live.publish(LiveStats {
+            counters: *self.b2b.counters(),
+            active_calls: self.b2b.active_calls(),
+            trunks: self.b2b.trunk_views(),
+            media: self.b2b.media_counters(),
+        });
+        calls.publish(CallsSnapshot {
+            taken_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            calls: self.b2b.calls_info(),
+        });
     }
 
     /// Feed the media plane's events to the B2BUA.
@@ -158,7 +202,11 @@ impl App {
                 }
             }
         }
+        self.maybe_publish(io.now());
         let mut next = self.b2b.next_timeout();
+        if let Some(p) = self.next_publish {
+            next = Some(next.map_or(p, |n| n.min(p)));
+        }
         if self.media_events.is_some() {
             let poll = io.now() + MEDIA_POLL;
             next = Some(next.map_or(poll, |n| n.min(poll)));
@@ -353,6 +401,29 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(q) = app_events {
         app = app.with_media_events(q);
     }
+    let (live, calls) = (LivePublisher::new(), SnapshotPublisher::new());
+    app = app.with_publishers(live.clone(), calls.clone());
+    let health = Arc::new(Health::default());
+    let _mgmt = match app.b2bua().config().mgmt.http {
+        Some(addr) => {
+            let registry = Registry::new();
+            registry.register(Arc::new(crate::stats::prom::ProcessMetrics::default()));
+            registry.register(live);
+            let state = MgmtState {
+                registry,
+                calls,
+                health: health.clone(),
+                heartbeats: None,
+                heartbeat_max_age: Duration::from_secs(10),
+            };
+            let server = MgmtServer::spawn(addr, state)
+                .with_context(|| format!("management HTTP on {addr}"))?;
+            tracing::info!(addr = %server.local_addr(), "metrics, health and calls served");
+            Some(server)
+        }
+        None => None,
+    };
+    health.set(crate::mgmt::http::Phase::Serving);
     let (app, counters) = sig.run(app).context("signaling loop")?;
     sig_handle.close();
     let _ = stopper.join();

@@ -3,8 +3,10 @@
 //! (an `ArcSwap` snapshot of calls, relaxed-atomic counters through `stats::MetricSource`).
 pub mod ctl;
 pub mod http;
+pub mod live;
 pub mod snapshot;
 
 pub use ctl::{ControlHandler, CtlReply, CtlRequest};
 pub use http::{Health, MgmtServer, MgmtState};
+pub use live::{LivePublisher, LiveStats};
 pub use snapshot::{CallInfo, CallsSnapshot, LegInfo, SnapshotPublisher, StreamInfo};
