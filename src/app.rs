@@ -80,7 +80,30 @@ pub struct App {
     /// Where the mgmt thread reads counters and live calls from, and when to publish next.
     publish: Option<(Arc<LivePublisher>, Arc<SnapshotPublisher>)>,
     next_publish: Option<Instant>,
+    life: Lifecycle,
 }
+
+/// What other threads ask of the signaling thread (from the signal thread today).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppMsg {
+    /// SIGHUP: load the config file again; new calls use it, live calls keep their legs and flows.
+    Reload,
+    /// SIGTERM/SIGINT: refuse new calls (503), let the rest end up to `[mgmt] drain_timeout_s`, then BYE
+    /// them and stop. A second one stops at once (after BYEs).
+    Drain,
+}
+
+/// Lifecycle state the App keeps for reload and drain.
+struct Lifecycle {
+    config_path: Option<std::path::PathBuf>,
+    handle: Option<crate::signaling::LoopHandle<AppMsg>>,
+    drain_deadline: Option<Instant>,
+    /// When the loop is stopped (a short grace after the last BYEs so they leave).
+    stop_at: Option<Instant>,
+}
+
+/// Grace between hanging up the last calls and stopping the loop.
+const STOP_GRACE: Duration = Duration::from_millis(300);
 
 /// How often counters and the live-calls view are published for `/metrics`, `/calls` and `ctl`.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -116,6 +139,93 @@ impl App {
             media_events: None,
             publish: None,
             next_publish: None,
+            life: Lifecycle {
+                config_path: None,
+                handle: None,
+                drain_deadline: None,
+                stop_at: None,
+            },
+        }
+    }
+
+    /// Reload from `path` on [`AppMsg::Reload`]; stop through `handle` after a drain.
+    pub fn with_lifecycle(
+        mut self,
+        path: Option<std::path::PathBuf>,
+        handle: crate::signaling::LoopHandle<AppMsg>,
+    ) -> Self {
+        self.life.config_path = path;
+        self.life.handle = Some(handle);
+        self
+    }
+
+    fn reload(&mut self, now: Instant) {
+        let Some(path) = self.life.config_path.clone() else {
+            tracing::warn!("SIGHUP: running on the embedded configuration, nothing to reload");
+            return;
+        };
+        let cfg = match crate::config::load_file(&path) {
+            Ok(c) => c,
+            Err(errs) => {
+                for e in &errs.0 {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(file = %path.display(), "reload refused: the running configuration stays");
+                return;
+            }
+        };
+        let d = crate::config::diff(self.b2b.config(), &cfg);
+        match self.b2b.reload(Arc::new(cfg), now) {
+            Ok(()) => {
+                tracing::info!(
+                    file = %path.display(),
+                    trunks = ?d.trunks,
+                    rules = ?d.rules,
+                    routes = ?d.routes,
+                    sections = ?d.sections,
+                    "configuration reloaded for new calls"
+                );
+                for r in &d.restart_reasons {
+                    tracing::warn!(reason = %r, "this change needs a restart to take effect");
+                }
+            }
+            Err(e) => {
+                tracing::error!(reason = %e.0, "reload refused: the running configuration stays")
+            }
+        }
+    }
+
+    fn drain(&mut self, now: Instant) {
+        if self.b2b.is_draining() {
+            tracing::info!("second stop request: hanging up every call now");
+            self.finish_drain(now);
+            return;
+        }
+        let t = Duration::from_secs(u64::from(self.b2b.config().mgmt.drain_timeout_s));
+        tracing::info!(calls = self.b2b.active_calls(), timeout = ?t, "draining: new calls get 503");
+        self.b2b.start_drain();
+        self.life.drain_deadline = Some(now + t);
+    }
+
+    fn finish_drain(&mut self, now: Instant) {
+        if self.b2b.active_calls() > 0 {
+            self.b2b.hang_up_all(now, "drain");
+        }
+        self.life.drain_deadline = None;
+        self.life.stop_at.get_or_insert(now + STOP_GRACE);
+    }
+
+    /// Drain progress, run on every wake-up.
+    fn check_lifecycle(&mut self, now: Instant) {
+        if let Some(d) = self.life.drain_deadline
+            && (self.b2b.active_calls() == 0 || now >= d)
+        {
+            self.finish_drain(now);
+        }
+        if self.life.stop_at.is_some_and(|t| now >= t)
+            && let Some(h) = &self.life.handle
+        {
+            h.stop();
         }
     }
 
@@ -202,8 +312,18 @@ impl App {
                 }
             }
         }
+        self.check_lifecycle(io.now());
         self.maybe_publish(io.now());
         let mut next = self.b2b.next_timeout();
+        for t in [
+            self.life.stop_at,
+            self.life.drain_deadline.map(|_| io.now() + MEDIA_POLL * 5),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         if let Some(p) = self.next_publish {
             next = Some(next.map_or(p, |n| n.min(p)));
         }
@@ -225,7 +345,7 @@ impl App {
 }
 
 impl SipHandler for App {
-    type Message = ();
+    type Message = AppMsg;
 
     fn on_datagram(
         &mut self,
@@ -329,14 +449,25 @@ impl SipHandler for App {
     ) {
     }
 
-    fn on_message(&mut self, _now: Instant, _msg: (), _io: &mut Io<'_>) {}
+    fn on_message(&mut self, now: Instant, msg: AppMsg, io: &mut Io<'_>) {
+        match msg {
+            AppMsg::Reload => self.reload(now),
+            AppMsg::Drain => self.drain(now),
+        }
+        self.flush(io);
+    }
 }
 
-/// Runs tollgate with `cfg` on the calling thread until SIGINT/SIGTERM.
+/// Runs tollgate with `cfg` on the calling thread until SIGINT/SIGTERM (embedded config: no reload).
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    run_from(cfg, None)
+}
+
+/// Runs tollgate with `cfg`, loaded from `path` (SIGHUP reloads it), until SIGINT/SIGTERM and the drain.
+pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // Forwarding first: a bad database stops the start before any socket is bound, never an empty table.
     let forwards = crate::forward::runtime::start(&cfg)?;
-    let mut sig: SigLoop<()> = SigLoop::new(SigConfig::default()).context("signaling loop")?;
+    let mut sig: SigLoop<AppMsg> = SigLoop::new(SigConfig::default()).context("signaling loop")?;
     let mut listeners = Vec::new();
     let mut locals = Vec::new();
     let mut tls_servers = Vec::new();
@@ -371,15 +502,22 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("signal handlers")?;
     let sig_handle = signals.handle();
+    let loop_handle = handle.clone();
     let stopper = std::thread::Builder::new()
         .name("tollgate-signals".into())
         .spawn(move || {
-            if let Some(s) = signals.forever().next() {
-                tracing::info!(signal = s, "stopping");
-                handle.stop();
+            for s in signals.forever() {
+                if s == signal_hook::consts::SIGHUP {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    handle.send(AppMsg::Reload);
+                } else {
+                    tracing::info!(signal = s, "stopping");
+                    handle.send(AppMsg::Drain);
+                }
             }
         })
         .context("signal thread")?;
@@ -397,7 +535,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         app_events = Some(plane.events());
         plane
     });
-    let mut app = App::new(b2b, listeners);
+    let mut app = App::new(b2b, listeners).with_lifecycle(path, loop_handle);
     if let Some(q) = app_events {
         app = app.with_media_events(q);
     }

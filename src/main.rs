@@ -395,7 +395,7 @@ fn main() -> ExitCode {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             tracing::info!("{}", summary(&cfg));
-            match tollgate::app::run(cfg) {
+            match tollgate::app::run_from(cfg, config.clone()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tollgate: {e:#}");

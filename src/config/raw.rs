@@ -217,6 +217,7 @@ pub(crate) struct RawSecurity {
 pub(crate) struct RawMgmt {
     pub http: Option<S<String>>,
     pub control_socket: Option<S<String>>,
+    pub drain_timeout_s: Option<S<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

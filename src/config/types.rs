@@ -533,6 +533,8 @@ pub struct Security {
 pub struct Mgmt {
     pub http: Option<SocketAddr>,
     pub control_socket: PathBuf,
+    /// SIGTERM: how long calls may go on (new ones get 503) before the rest are hung up.
+    pub drain_timeout_s: u32,
 }
 
 /// `[forwarding]`: runtime call forwarding (see `crate::forward`).

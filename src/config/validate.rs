@@ -468,6 +468,13 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
                 PathBuf::from(p.get_ref())
             }
         },
+        drain_timeout_s: v.int_or(
+            r.mgmt.drain_timeout_s.as_ref(),
+            0,
+            86400,
+            "drain_timeout_s",
+            30,
+        ),
     };
 
     let forwarding = validate_forwarding(&mut v, &r.forwarding);
@@ -555,7 +562,12 @@ fn validate_media(v: &mut V, m: &RawMedia) -> Media {
             ("bypass", MediaMode::Bypass),
         ],
         "media mode",
-        MediaMode::Socket,
+        // Anchoring needs to know where media lives: without interfaces the default passes SDP through.
+        if m.interface.is_empty() {
+            MediaMode::Bypass
+        } else {
+            MediaMode::Socket
+        },
     );
     let xdp_required = m.xdp_required.as_ref().is_some_and(|x| *x.get_ref());
     if xdp_required
