@@ -554,10 +554,17 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
                 heartbeats: None,
                 heartbeat_max_age: Duration::from_secs(10),
             };
-            let server = MgmtServer::spawn(addr, state)
-                .with_context(|| format!("management HTTP on {addr}"))?;
-            tracing::info!(addr = %server.local_addr(), "metrics, health and calls served");
-            Some(server)
+            // Calls matter more than scrapes: a taken port is logged loudly and SIP still starts.
+            match MgmtServer::spawn(addr, state) {
+                Ok(server) => {
+                    tracing::info!(addr = %server.local_addr(), "metrics, health and calls served");
+                    Some(server)
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "management HTTP not served ([mgmt] http)");
+                    None
+                }
+            }
         }
         None => None,
     };
