@@ -175,11 +175,22 @@ fn drop_tamper_duplicate_and_auth_failure_are_detected() {
     }
 }
 
+/// Sum of the "dropped" column (second field, hex) of every CPU's row in /proc/net/softnet_stat.
+fn softnet_dropped() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|f| u64::from_str_radix(f, 16).ok())
+        .sum()
+}
+
 #[test]
 fn count_only_counts_from_kernel_drops() {
     let n = 4;
     let (sinks, specs) = topology(n, None, COUNT_ONLY_RCVBUF);
     let socks = tollgate::loadgen::run::open_streams(&specs, false).unwrap();
+    let backlog_before = softnet_dropped();
     let pace = Pace::Unpaced {
         total_pps: 20_000,
         batch: 4,
@@ -199,13 +210,14 @@ fn count_only_counts_from_kernel_drops() {
         "kernel counted nothing: {:?}",
         r.sink
     );
-    // Loopback may still lose a datagram outside the socket (the per-CPU backlog, counted in
-    // /proc/net/softnet_stat, not in the socket's drops): seen once in CI as 5999 of 6000. The count must
-    // never exceed what was sent and must account for all but a handful.
+    // Loopback may also lose datagrams before the socket, in the per-CPU backlog (netdev_max_backlog),
+    // which the socket's drop counter never sees: CI saw 5953 of 5999 with 46 such drops. Those are
+    // counted machine-wide in /proc/net/softnet_stat, so the sink must account for everything else.
+    let backlog_drops = softnet_dropped().saturating_sub(backlog_before);
     assert!(r.sink.received <= r.generator.sent, "{:?}", r.sink);
     assert!(
-        r.sink.received + r.generator.sent / 500 >= r.generator.sent,
-        "count-only total {} of {} sent",
+        r.sink.received + backlog_drops + r.generator.sent / 500 >= r.generator.sent,
+        "count-only total {} + {backlog_drops} backlog drops of {} sent",
         r.sink.received,
         r.generator.sent
     );

@@ -3,10 +3,10 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::generator::{GenConfig, GenReport, run_gen};
-use super::sink::{SinkConfig, SinkReport, run_sink, set_rcvbuf};
+use super::sink::{SinkConfig, SinkReport, run_sink_signalled, set_rcvbuf};
 use super::spec::StreamSpec;
 use super::transform::{PacketTransform, for_key};
 
@@ -87,6 +87,7 @@ pub fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let stop_gen = AtomicBool::new(false);
     let stop_sink = AtomicBool::new(false);
+    let sink_ready = AtomicBool::new(false);
     let (sink_socks, mut rxs): (&[UdpSocket], Vec<Box<dyn PacketTransform>>) = match sink_on {
         SinkOn::StreamSockets => (
             socks,
@@ -99,7 +100,16 @@ pub fn run(
         SinkOn::None => (&[], Vec::new()),
     };
     let (g, k) = std::thread::scope(|sc| {
-        let sink_thread = sc.spawn(|| run_sink(sink_socks, &mut rxs, sink, &stop_sink));
+        let sink_thread =
+            sc.spawn(|| run_sink_signalled(sink_socks, &mut rxs, sink, &stop_sink, &sink_ready));
+        // Bounded: a sink that never gets ready (it panicked) is reported by join below.
+        let wait_until = Instant::now() + Duration::from_secs(5);
+        while !sink_ready.load(Ordering::Acquire)
+            && !sink_thread.is_finished()
+            && Instant::now() < wait_until
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let g = run_gen(socks, &mut txs, gen_cfg, &stop_gen);
         std::thread::sleep(grace);
         stop_sink.store(true, Ordering::Relaxed);

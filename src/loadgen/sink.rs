@@ -186,6 +186,18 @@ pub fn run_sink(
     cfg: &SinkConfig,
     stop: &AtomicBool,
 ) -> SinkReport {
+    run_sink_signalled(socks, rxs, cfg, stop, &AtomicBool::new(false))
+}
+
+/// [`run_sink`] that sets `ready` once its baseline (the kernel drop counters) is taken and it is
+/// listening: a generator started before that would have its early drops folded into the baseline.
+pub fn run_sink_signalled(
+    socks: &[UdpSocket],
+    rxs: &mut [Box<dyn PacketTransform>],
+    cfg: &SinkConfig,
+    stop: &AtomicBool,
+    ready: &AtomicBool,
+) -> SinkReport {
     let pinned = pin_to(cfg.core);
     let start = now_ns();
     let end = start.saturating_add(cfg.max_duration.as_nanos() as u64);
@@ -224,6 +236,7 @@ pub fn run_sink(
         }
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    ready.store(true, Ordering::Release);
 
     // Reads up to `rounds` batches from socket i; returns packets read.
     let mut drain = |i: usize,
@@ -337,16 +350,36 @@ pub fn run_sink(
         while !stop.load(Ordering::Relaxed) && now_ns() < end {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let after = read_drops();
+        // Datagrams still in flight when the stop comes (softirq on the other core, a loaded CI box) land
+        // after a single read of the counters and would be neither dropped-and-counted nor drained: settle
+        // until a drain finds nothing and the counters stop moving, bounded to 50 rounds of 5 ms.
+        let ours = |m: &HashMap<u64, u64>| -> u64 {
+            inodes
+                .iter()
+                .take(n)
+                .map(|i| m.get(i).copied().unwrap_or(0))
+                .sum()
+        };
+        let mut last = read_drops();
+        for _ in 0..50 {
+            let mut got = 0;
+            for i in 0..n {
+                got += drain(i, 64, false, &mut per, &mut unknown, &mut hist);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            let now = read_drops();
+            let settled = got == 0 && ours(&now) == ours(&last);
+            last = now;
+            if settled {
+                break;
+            }
+        }
         for ino in inodes.iter().take(n) {
-            kernel_counted += after
+            kernel_counted += last
                 .get(ino)
                 .copied()
                 .unwrap_or(0)
                 .saturating_sub(base_drops.get(ino).copied().unwrap_or(0));
-        }
-        for i in 0..n {
-            drain(i, 64, false, &mut per, &mut unknown, &mut hist);
         }
     }
     if ep >= 0 {
