@@ -28,7 +28,7 @@ mod tests;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1258,10 +1258,35 @@ impl B2bua {
         }
     }
 
-    fn local_for(&self, transport: Transport) -> (u16, SocketAddr) {
-        self.locals
-            .iter()
-            .position(|l| l.transport == transport)
+    /// The listener to send to `dest` from. An SBC has a carrier-facing and a cloud-facing address: the
+    /// B-leg must leave from the one on the peer's side, or the peer sees (and answers) an address it has
+    /// no route to. Without the routing table here, the listener sharing the longest address prefix with
+    /// `dest` stands in for the route; a wildcard listener (the kernel picks the source) beats a match
+    /// weaker than /24.
+    fn local_for(&self, transport: Transport, dest: SocketAddr) -> (u16, SocketAddr) {
+        let score = |a: SocketAddr| -> i32 {
+            match (a.ip(), dest.ip()) {
+                (ip, _) if ip.is_unspecified() => 24,
+                (IpAddr::V4(l), IpAddr::V4(d)) => {
+                    (u32::from(l) ^ u32::from(d)).leading_zeros() as i32
+                }
+                (IpAddr::V6(l), IpAddr::V6(d)) => {
+                    (u128::from(l) ^ u128::from(d)).leading_zeros() as i32
+                }
+                _ => -1,
+            }
+        };
+        let mut best: Option<(usize, i32)> = None;
+        for (i, l) in self.locals.iter().enumerate() {
+            if l.transport != transport {
+                continue;
+            }
+            let s = score(l.addr);
+            if best.is_none_or(|(_, b)| s > b) {
+                best = Some((i, s));
+            }
+        }
+        best.map(|(i, _)| i)
             .or_else(|| (!self.locals.is_empty()).then_some(0))
             .and_then(|i| Some((i as u16, self.locals.get(i)?.addr)))
             .unwrap_or((0, SocketAddr::from(([127, 0, 0, 1], 5060))))
@@ -1283,7 +1308,7 @@ impl B2bua {
         let Some(&target) = call.targets.get(call.target_idx) else {
             return;
         };
-        let (local_idx, local) = self.local_for(target.transport);
+        let (local_idx, local) = self.local_for(target.transport, target.addr);
         let ot = &cfg.trunks[call.out_trunk];
         let mut uri = String::with_capacity(64);
         let _ = write!(uri, "sip:{}@{}", call.called, target.addr);
@@ -1487,7 +1512,7 @@ impl B2bua {
                 let flow = self.uses.get(&txn).map_or(
                     Flow {
                         transport: dest.transport,
-                        local: self.local_for(dest.transport).0,
+                        local: self.local_for(dest.transport, dest.addr).0,
                         conn: None,
                     },
                     |u| u.flow,
@@ -2524,7 +2549,7 @@ impl B2bua {
         let branch = format!("z9hG4bK{}", self.token());
         let tag = self.token();
         let call_id = format!("{}@{}", self.token(), self.cfg.node.name);
-        let (local_idx, local) = self.local_for(t.transport);
+        let (local_idx, local) = self.local_for(t.transport, t.addr);
         let uri = format!("sip:{}", t.addr);
         self.buf.clear();
         {

@@ -1402,3 +1402,44 @@ fn bypass_mode_passes_sdp_unchanged() {
     );
     assert!(h.b.media_counters().is_none());
 }
+
+#[test]
+fn each_leg_leaves_from_the_listener_on_its_peers_side() {
+    let c = load_str(CFG, Path::new("t.toml")).unwrap();
+    let now = Instant::now();
+    let locals = vec![
+        LocalAddr {
+            transport: Transport::Udp,
+            addr: addr("10.0.0.254:5060"),
+        },
+        LocalAddr {
+            transport: Transport::Udp,
+            addr: addr("192.0.2.254:5060"),
+        },
+    ];
+    let mut h = H {
+        b: B2bua::new(Arc::new(c), locals, now),
+        now,
+    };
+    let text = fix_len(&carrier_invite("z9hG4bKside1", "15551234567"));
+    h.b.on_message(now, flow(), addr(CARRIER), text.as_bytes());
+    let mut to_cloud = None;
+    let mut to_carrier = None;
+    while let Some(t) = h.b.poll_transmit() {
+        if t.dest == addr(CLOUD1) {
+            to_cloud = Some(t);
+        } else if t.dest == addr(CARRIER) {
+            to_carrier = Some(t);
+        }
+    }
+    let inv = to_cloud.expect("INVITE to the cloud");
+    assert_eq!(inv.flow.local, 1, "cloud leg from the cloud-side listener");
+    let text = String::from_utf8(inv.bytes.to_vec()).unwrap();
+    assert!(
+        header(&text, "Via").unwrap().contains("192.0.2.254:5060"),
+        "{text}"
+    );
+    assert!(!text.contains("10.0.0.254"), "{text}");
+    // The 100 Trying goes back on the flow the INVITE came in on.
+    assert_eq!(to_carrier.expect("100 to the carrier").flow.local, 0);
+}
