@@ -51,6 +51,28 @@ enum Cmd {
         #[arg(long)]
         force_config: bool,
     },
+    /// The whole deployment on this box (root): carrier, SBC and cloud in network namespaces, real SIP
+    /// calls to the corporate number, audio both ways (SRTP to the cloud) and DTMF, then a report.
+    Lab {
+        /// Calls to place.
+        #[arg(long, default_value_t = 10)]
+        calls: usize,
+        /// Calls placed per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// Seconds of audio once the calls are up.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Media plane: xdp where it attaches else socket (auto), or force one.
+        #[arg(long, value_enum, default_value_t = tollgate::lab::run::LabMode::Auto)]
+        mode: tollgate::lab::run::LabMode,
+        /// Media loss above this percentage fails the run.
+        #[arg(long, default_value_t = 0.1)]
+        max_loss: f64,
+        /// Print the report as JSON (progress still goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Talk to the running daemon over its control socket.
     Ctl {
         /// Control socket (default: mgmt.control_socket of --config, else /run/tollgate/control.sock).
@@ -355,6 +377,78 @@ fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
     })
 }
 
+fn lab(
+    calls: usize,
+    rate: f64,
+    duration: f64,
+    mode: tollgate::lab::run::LabMode,
+    max_loss: f64,
+    json: bool,
+) -> ExitCode {
+    use tollgate::lab::{guard, run, topo};
+    if !topo::is_root() {
+        eprintln!(
+            "{}",
+            guard::needs_root_message(&std::env::args().collect::<Vec<_>>())
+        );
+        return ExitCode::from(2);
+    }
+    if calls == 0
+        || calls > 2000
+        || !(0.1..=1000.0).contains(&rate)
+        || !(0.5..=3600.0).contains(&duration)
+    {
+        eprintln!(
+            "tollgate lab: --calls 1..=2000, --rate 0.1..=1000, --duration 0.5..=3600 seconds"
+        );
+        return ExitCode::from(2);
+    }
+    let stop = match guard::interrupt_flag() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tollgate lab: cannot catch Ctrl-C: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let binary = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot find the running binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = run::LabOptions {
+        calls,
+        rate,
+        hold: std::time::Duration::from_secs_f64(duration),
+        mode,
+        binary,
+        progress: true,
+        max_loss_pct: max_loss,
+    };
+    match run::run(&opts, &stop) {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => eprintln!("{e}"),
+                }
+            } else {
+                print!("{}", report.render());
+            }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("tollgate lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -374,6 +468,14 @@ fn main() -> ExitCode {
             json,
             cmd,
         } => ctl(socket, config.as_deref(), json, cmd),
+        Cmd::Lab {
+            calls,
+            rate,
+            duration,
+            mode,
+            max_loss,
+            json,
+        } => lab(calls, rate, duration, mode, max_loss, json),
         Cmd::CheckConfig { file } => match load(Some(&file)) {
             Ok(c) => {
                 println!("{}", summary(&c));

@@ -51,6 +51,8 @@ name = "cloud"
 targets = ["sip:{cloud}:{port}"]
 health = {{ ping_interval_s = 0 }}
 srtp = {{ policy = "{policy}", allow_sdes_without_tls = true }}
+# the carrier's context for the agent, passed through (every other X- header is stripped)
+headers = {{ allow = ["X-Lab-Call"] }}
 
 [[rule]]
 name = "corporate-number"

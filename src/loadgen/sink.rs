@@ -46,6 +46,10 @@ pub struct StreamStats {
     pub bad_payload: u64,
     pub auth_failures: u64,
     pub srtp_errors: u64,
+    /// RFC 3550 interarrival jitter (section 6.4.1) of the one-way transit times, in nanoseconds.
+    pub jitter_ns: f64,
+    #[serde(skip)]
+    last_transit: Option<u64>,
     #[serde(skip)]
     highest: Option<u64>,
     #[serde(skip)]
@@ -53,6 +57,14 @@ pub struct StreamStats {
 }
 
 impl StreamStats {
+    /// Folds one packet's transit time (receive - send, same clock) into the jitter estimate.
+    pub fn record_transit(&mut self, transit_ns: u64) {
+        if let Some(prev) = self.last_transit {
+            let d = transit_ns.abs_diff(prev) as f64;
+            self.jitter_ns += (d - self.jitter_ns) / 16.0;
+        }
+        self.last_transit = Some(transit_ns);
+    }
     /// Unique packets accepted.
     pub fn unique(&self) -> u64 {
         self.received - self.duplicates
@@ -307,6 +319,7 @@ pub fn run_sink_signalled(
                 match wire::read_packet(&pkt[..plain]) {
                     Ok(stamp) if stamp.stream as usize == idx => {
                         st.record_seq(stamp.seq);
+                        st.record_transit(now.saturating_sub(stamp.sent_ns));
                         if let Some(h) = hist.as_mut() {
                             let _ = h.record(now.saturating_sub(stamp.sent_ns).max(1));
                         }
@@ -434,6 +447,17 @@ pub fn run_sink_signalled(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_follows_rfc3550() {
+        let mut s = StreamStats::default();
+        s.record_transit(1000);
+        assert_eq!(s.jitter_ns, 0.0);
+        s.record_transit(1160);
+        assert_eq!(s.jitter_ns, 10.0);
+        s.record_transit(1160);
+        assert_eq!(s.jitter_ns, 10.0 - 10.0 / 16.0);
+    }
 
     #[test]
     fn sequence_accounting() {

@@ -1,0 +1,264 @@
+//! What `tollgate lab` measured, the checks it passes or fails, and how it is printed.
+use serde::Serialize;
+
+/// One media direction through the SBC.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Direction {
+    pub streams: usize,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub loss_pct: f64,
+    pub duplicates: u64,
+    pub bad_payload: u64,
+    /// Mean and worst RFC 3550 jitter over the streams, milliseconds.
+    pub jitter_ms_mean: f64,
+    pub jitter_ms_max: f64,
+    /// Packets that arrived SRTP-protected and passed authentication (0 for a plain direction).
+    pub srtp_authenticated: u64,
+    pub srtp_auth_failures: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    pub packets: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LabReport {
+    /// `auto`, `xdp` or `socket` as asked, and what tollgate's media plane said it runs.
+    pub mode_requested: String,
+    pub media_mode: String,
+    pub calls_attempted: usize,
+    pub calls_answered: usize,
+    pub calls_failed: usize,
+    /// `code: count` of the failures (408 = no final answer in time).
+    pub failures: Vec<(u16, usize)>,
+    pub calls_ended_cleanly: usize,
+    /// Post-dial delay, INVITE sent to 200 received, milliseconds.
+    pub pdd_ms_p50: f64,
+    pub pdd_ms_max: f64,
+    /// The number the carrier dialed and the Request-URI users the cloud received (distinct values).
+    pub dialed: String,
+    pub cloud_received: Vec<String>,
+    pub calls_translated: usize,
+    /// Calls whose `X-` context header reached the cloud unchanged.
+    pub x_header_passed: usize,
+    pub dtmf_sent: usize,
+    pub dtmf_received: usize,
+    pub hold_s: f64,
+    pub carrier_to_cloud: Direction,
+    pub cloud_to_carrier: Direction,
+    /// One-way latency through tollgate (two veth hops and the SBC), both directions.
+    pub latency: Latency,
+    pub interrupted: bool,
+    /// Checks that failed; empty means the lab passed.
+    pub problems: Vec<String>,
+    pub workdir: String,
+}
+
+impl LabReport {
+    /// Fills `problems` from the figures: what a healthy SBC must show in the lab.
+    pub fn check(&mut self, max_loss_pct: f64) {
+        let mut p = Vec::new();
+        if self.interrupted {
+            p.push("interrupted".to_owned());
+        }
+        if self.calls_answered != self.calls_attempted {
+            p.push(format!(
+                "{} of {} calls answered ({:?})",
+                self.calls_answered, self.calls_attempted, self.failures
+            ));
+        }
+        if self.calls_ended_cleanly != self.calls_answered {
+            p.push(format!(
+                "{} of {} answered calls ended with BYE/200",
+                self.calls_ended_cleanly, self.calls_answered
+            ));
+        }
+        if self.calls_translated != self.calls_answered {
+            p.push(format!(
+                "{} of {} calls reached the cloud as {}",
+                self.calls_translated,
+                self.calls_answered,
+                super::ua::TRANSLATED
+            ));
+        }
+        if self.x_header_passed != self.calls_answered {
+            p.push(format!(
+                "{} of {} calls kept their X- header",
+                self.x_header_passed, self.calls_answered
+            ));
+        }
+        if self.dtmf_received != self.dtmf_sent {
+            p.push(format!(
+                "{} of {} DTMF digits arrived",
+                self.dtmf_received, self.dtmf_sent
+            ));
+        }
+        for (name, d, srtp) in [
+            ("carrier->cloud", &self.carrier_to_cloud, true),
+            ("cloud->carrier", &self.cloud_to_carrier, false),
+        ] {
+            if self.calls_answered == 0 {
+                break;
+            }
+            if d.received == 0 {
+                p.push(format!("{name}: no media arrived"));
+            }
+            if d.loss_pct > max_loss_pct {
+                p.push(format!(
+                    "{name}: {:.3} % loss (limit {max_loss_pct} %)",
+                    d.loss_pct
+                ));
+            }
+            if d.bad_payload > 0 || d.srtp_auth_failures > 0 {
+                p.push(format!(
+                    "{name}: {} damaged packets, {} SRTP authentication failures",
+                    d.bad_payload, d.srtp_auth_failures
+                ));
+            }
+            if srtp && d.srtp_authenticated == 0 {
+                p.push(format!("{name}: no SRTP packet authenticated"));
+            }
+        }
+        self.problems = p;
+    }
+
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The human report.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let dir = |name: &str, d: &Direction| {
+            format!(
+                "  {name:<15} {:>8} sent {:>8} received {:>6} lost ({:.3} %)  jitter {:.3} ms mean, {:.3} ms max{}\n",
+                d.sent,
+                d.received,
+                d.lost,
+                d.loss_pct,
+                d.jitter_ms_mean,
+                d.jitter_ms_max,
+                if d.srtp_authenticated > 0 || d.srtp_auth_failures > 0 {
+                    format!(
+                        "  SRTP {} authenticated, {} failed",
+                        d.srtp_authenticated, d.srtp_auth_failures
+                    )
+                } else {
+                    "  plain RTP".to_owned()
+                }
+            )
+        };
+        s.push_str(&format!(
+            "tollgate lab: media mode {} (asked: {})\n",
+            self.media_mode, self.mode_requested
+        ));
+        s.push_str(&format!(
+            "calls      {} attempted, {} answered, {} failed{}, {} ended with BYE/200\n",
+            self.calls_attempted,
+            self.calls_answered,
+            self.calls_failed,
+            if self.failures.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?}", self.failures)
+            },
+            self.calls_ended_cleanly
+        ));
+        s.push_str(&format!(
+            "post-dial  {:.1} ms median, {:.1} ms max (INVITE -> 200 OK)\n",
+            self.pdd_ms_p50, self.pdd_ms_max
+        ));
+        s.push_str(&format!(
+            "translate  carrier dialed {} -> cloud received {:?} ({} calls), X- header kept on {}\n",
+            self.dialed, self.cloud_received, self.calls_translated, self.x_header_passed
+        ));
+        s.push_str(&format!(
+            "dtmf       {} of {} RFC 4733 digits arrived at the cloud\n",
+            self.dtmf_received, self.dtmf_sent
+        ));
+        s.push_str(&format!(
+            "media      {:.1} s per call, 50 packets/s each way\n",
+            self.hold_s
+        ));
+        s.push_str(&dir("carrier->cloud", &self.carrier_to_cloud));
+        s.push_str(&dir("cloud->carrier", &self.cloud_to_carrier));
+        let l = &self.latency;
+        s.push_str(&format!(
+            "latency    one-way through tollgate: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us ({} packets)\n",
+            l.p50_us, l.p99_us, l.p999_us, l.max_us, l.packets
+        ));
+        if self.problems.is_empty() {
+            s.push_str("result     PASS\n");
+        } else {
+            s.push_str("result     FAIL\n");
+            for p in &self.problems {
+                s.push_str(&format!("  - {p}\n"));
+            }
+        }
+        s.push_str(&format!("logs       {}\n", self.workdir));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> LabReport {
+        let d = Direction {
+            streams: 2,
+            sent: 100,
+            received: 100,
+            ..Direction::default()
+        };
+        LabReport {
+            calls_attempted: 2,
+            calls_answered: 2,
+            calls_ended_cleanly: 2,
+            calls_translated: 2,
+            x_header_passed: 2,
+            dtmf_sent: 2,
+            dtmf_received: 2,
+            carrier_to_cloud: Direction {
+                srtp_authenticated: 100,
+                ..d.clone()
+            },
+            cloud_to_carrier: d,
+            ..LabReport::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_run_passes_and_each_fault_is_named() {
+        let mut r = healthy();
+        r.check(0.0);
+        assert!(r.passed(), "{:?}", r.problems);
+        assert!(r.render().contains("PASS"));
+
+        let mut r = healthy();
+        r.calls_answered = 1;
+        r.calls_failed = 1;
+        r.failures = vec![(503, 1)];
+        r.carrier_to_cloud.loss_pct = 0.5;
+        r.carrier_to_cloud.srtp_authenticated = 0;
+        r.dtmf_received = 1;
+        r.check(0.1);
+        let text = r.problems.join("\n");
+        for want in [
+            "1 of 2 calls answered",
+            "0.500 % loss",
+            "no SRTP packet authenticated",
+            "1 of 2 DTMF",
+        ] {
+            assert!(text.contains(want), "{want} missing in {text}");
+        }
+        assert!(r.render().contains("FAIL"));
+    }
+}
