@@ -53,26 +53,7 @@ enum Cmd {
     },
     /// The whole deployment on this box (root): carrier, SBC and cloud in network namespaces, real SIP
     /// calls to the corporate number, audio both ways (SRTP to the cloud) and DTMF, then a report.
-    Lab {
-        /// Calls to place.
-        #[arg(long, default_value_t = 10)]
-        calls: usize,
-        /// Calls placed per second.
-        #[arg(long, default_value_t = 10.0)]
-        rate: f64,
-        /// Seconds of audio once the calls are up.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Media plane: xdp where it attaches else socket (auto), or force one.
-        #[arg(long, value_enum, default_value_t = tollgate::lab::run::LabMode::Auto)]
-        mode: tollgate::lab::run::LabMode,
-        /// Media loss above this percentage fails the run.
-        #[arg(long, default_value_t = 0.1)]
-        max_loss: f64,
-        /// Print the report as JSON (progress still goes to stderr).
-        #[arg(long)]
-        json: bool,
-    },
+    Lab(LabArgs),
     /// Talk to the running daemon over its control socket.
     Ctl {
         /// Control socket (default: mgmt.control_socket of --config, else /run/tollgate/control.sock).
@@ -86,6 +67,34 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CtlCmd,
     },
+}
+
+#[derive(clap::Args)]
+struct LabArgs {
+    /// Calls to place.
+    #[arg(long, default_value_t = 10)]
+    calls: usize,
+    /// Calls placed per second.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Seconds of audio once the calls are up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Media plane: xdp where it attaches else socket (auto), or force one.
+    #[arg(long, value_enum, default_value_t = tollgate::lab::run::LabMode::Auto)]
+    mode: tollgate::lab::run::LabMode,
+    /// Media loss above this percentage fails the run.
+    #[arg(long, default_value_t = 0.1)]
+    max_loss: f64,
+    /// Plain RTP to the cloud instead of SRTP.
+    #[arg(long)]
+    plain: bool,
+    /// Put rtpengine in the SBC namespace instead of tollgate (the media baseline; no SIP).
+    #[arg(long, value_enum, default_value_t = tollgate::lab::run::Relay::Tollgate)]
+    relay: tollgate::lab::run::Relay,
+    /// Print the report as JSON (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -377,14 +386,17 @@ fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
     })
 }
 
-fn lab(
-    calls: usize,
-    rate: f64,
-    duration: f64,
-    mode: tollgate::lab::run::LabMode,
-    max_loss: f64,
-    json: bool,
-) -> ExitCode {
+fn lab(a: LabArgs) -> ExitCode {
+    let LabArgs {
+        calls,
+        rate,
+        duration,
+        mode,
+        max_loss,
+        plain,
+        relay,
+        json,
+    } = a;
     use tollgate::lab::{guard, run, topo};
     if !topo::is_root() {
         eprintln!(
@@ -418,6 +430,8 @@ fn lab(
         }
     };
     let opts = run::LabOptions {
+        relay,
+        cloud_srtp: !plain,
         calls,
         rate,
         hold: std::time::Duration::from_secs_f64(duration),
@@ -468,14 +482,7 @@ fn main() -> ExitCode {
             json,
             cmd,
         } => ctl(socket, config.as_deref(), json, cmd),
-        Cmd::Lab {
-            calls,
-            rate,
-            duration,
-            mode,
-            max_loss,
-            json,
-        } => lab(calls, rate, duration, mode, max_loss, json),
+        Cmd::Lab(args) => lab(args),
         Cmd::CheckConfig { file } => match load(Some(&file)) {
             Ok(c) => {
                 println!("{}", summary(&c));

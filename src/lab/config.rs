@@ -21,7 +21,7 @@ pub fn render(a: &LabAddrs, mode: &str, cloud_srtp: bool, tag: &str) -> String {
         "mode = \"bypass\"\n".to_string()
     } else {
         format!(
-            "mode = \"{mode}\"\nport_min = 30000\nport_max = 30999\n\n\
+            "mode = \"{mode}\"\nport_min = 30000\nport_max = 39999\n\n\
              [[media.interface]]\nname = \"s0\"\nrole = \"carrier\"\naddress = \"{}\"\n\n\
              [[media.interface]]\nname = \"s1\"\nrole = \"cloud\"\naddress = \"{}\"\n",
             a.sbc_carrier_ip, a.sbc_cloud_ip

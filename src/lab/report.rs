@@ -30,6 +30,14 @@ pub struct Latency {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LabReport {
+    /// `tollgate`, or `rtpengine` for the media baseline (set up over ng, no SIP).
+    pub relay: String,
+    /// Calls went through SIP (tollgate); the SIP checks apply only then.
+    pub sip: bool,
+    /// SRTP toward the cloud (RTP <-> SRTP) or plain RTP both ways.
+    pub cloud_srtp: bool,
+    /// CPU the relay process used during the audio, percent of one core (all its threads).
+    pub relay_cpu_pct: f64,
     /// `auto`, `xdp` or `socket` as asked, and what tollgate's media plane said it runs.
     pub mode_requested: String,
     pub media_mode: String,
@@ -80,7 +88,7 @@ impl LabReport {
                 self.calls_ended_cleanly, self.calls_answered
             ));
         }
-        if self.calls_translated != self.calls_answered {
+        if self.sip && self.calls_translated != self.calls_answered {
             p.push(format!(
                 "{} of {} calls reached the cloud as {}",
                 self.calls_translated,
@@ -88,7 +96,7 @@ impl LabReport {
                 super::ua::TRANSLATED
             ));
         }
-        if self.x_header_passed != self.calls_answered {
+        if self.sip && self.x_header_passed != self.calls_answered {
             p.push(format!(
                 "{} of {} calls kept their X- header",
                 self.x_header_passed, self.calls_answered
@@ -101,7 +109,7 @@ impl LabReport {
             ));
         }
         for (name, d, srtp) in [
-            ("carrier->cloud", &self.carrier_to_cloud, true),
+            ("carrier->cloud", &self.carrier_to_cloud, self.cloud_srtp),
             ("cloud->carrier", &self.cloud_to_carrier, false),
         ] {
             if self.calls_answered == 0 {
@@ -156,8 +164,11 @@ impl LabReport {
             )
         };
         s.push_str(&format!(
-            "tollgate lab: media mode {} (asked: {})\n",
-            self.media_mode, self.mode_requested
+            "tollgate lab: relay {}, media mode {} (asked: {}), {} to the cloud\n",
+            self.relay,
+            self.media_mode,
+            self.mode_requested,
+            if self.cloud_srtp { "SRTP" } else { "plain RTP" }
         ));
         s.push_str(&format!(
             "calls      {} attempted, {} answered, {} failed{}, {} ended with BYE/200\n",
@@ -171,14 +182,18 @@ impl LabReport {
             },
             self.calls_ended_cleanly
         ));
-        s.push_str(&format!(
-            "post-dial  {:.1} ms median, {:.1} ms max (INVITE -> 200 OK)\n",
-            self.pdd_ms_p50, self.pdd_ms_max
-        ));
-        s.push_str(&format!(
-            "translate  carrier dialed {} -> cloud received {:?} ({} calls), X- header kept on {}\n",
-            self.dialed, self.cloud_received, self.calls_translated, self.x_header_passed
-        ));
+        if self.sip {
+            s.push_str(&format!(
+                "post-dial  {:.1} ms median, {:.1} ms max (INVITE -> 200 OK)\n",
+                self.pdd_ms_p50, self.pdd_ms_max
+            ));
+            s.push_str(&format!(
+                "translate  carrier dialed {} -> cloud received {:?} ({} calls), X- header kept on {}\n",
+                self.dialed, self.cloud_received, self.calls_translated, self.x_header_passed
+            ));
+        } else {
+            s.push_str("sip        none: calls set up over rtpengine's ng protocol\n");
+        }
         s.push_str(&format!(
             "dtmf       {} of {} RFC 4733 digits arrived at the cloud\n",
             self.dtmf_received, self.dtmf_sent
@@ -191,8 +206,12 @@ impl LabReport {
         s.push_str(&dir("cloud->carrier", &self.cloud_to_carrier));
         let l = &self.latency;
         s.push_str(&format!(
-            "latency    one-way through tollgate: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us ({} packets)\n",
+            "latency    one-way through the relay: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us ({} packets)\n",
             l.p50_us, l.p99_us, l.p999_us, l.max_us, l.packets
+        ));
+        s.push_str(&format!(
+            "relay cpu  {:.1} % of one core during the audio\n",
+            self.relay_cpu_pct
         ));
         if self.problems.is_empty() {
             s.push_str("result     PASS\n");
@@ -219,6 +238,8 @@ mod tests {
             ..Direction::default()
         };
         LabReport {
+            sip: true,
+            cloud_srtp: true,
             calls_attempted: 2,
             calls_answered: 2,
             calls_ended_cleanly: 2,

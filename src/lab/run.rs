@@ -30,8 +30,21 @@ pub enum LabMode {
     Socket,
 }
 
+/// What sits in the SBC namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Relay {
+    /// tollgate itself, with SIP through its B2BUA.
+    Tollgate,
+    /// rtpengine (Debian `rtpengine`, userspace forwarding), calls set up over its ng protocol: the
+    /// media baseline, same sockets, generator and sink.
+    Rtpengine,
+}
+
 #[derive(Debug, Clone)]
 pub struct LabOptions {
+    pub relay: Relay,
+    /// SRTP toward the cloud (RTP <-> SRTP interworking) or plain RTP both sides.
+    pub cloud_srtp: bool,
     pub calls: usize,
     /// Calls placed per second.
     pub rate: f64,
@@ -47,6 +60,8 @@ pub struct LabOptions {
 }
 
 const SIP_PORT: u16 = 5060;
+/// rtpengine's ng control port inside the SBC namespace.
+const RTPENGINE_NG: u16 = 22222;
 const CLOUD_SIP_PORT: u16 = 5080;
 const MEDIA_BASE: u16 = 20000;
 const SSRC_BASE: u32 = 0x7a11_0000;
@@ -101,6 +116,21 @@ pub fn run(opts: &LabOptions, stop: &AtomicBool) -> Result<LabReport, String> {
     let workdir = std::env::temp_dir().join(format!("tollgate-lab-{}", std::process::id()));
     std::fs::create_dir_all(&workdir).map_err(|e| format!("{}: {e}", workdir.display()))?;
     let t = Topo::new("", 77)?;
+    let mut report = match opts.relay {
+        Relay::Tollgate => run_tollgate(opts, stop, &t, &workdir)?,
+        Relay::Rtpengine => run_rtpengine(opts, stop, &t, &workdir)?,
+    };
+    drop(t);
+    report.check(opts.max_loss_pct);
+    Ok(report)
+}
+
+fn run_tollgate(
+    opts: &LabOptions,
+    stop: &AtomicBool,
+    t: &Topo,
+    workdir: &Path,
+) -> Result<LabReport, String> {
     let addrs = LabAddrs {
         carrier_ip: t.carrier_ip,
         sbc_carrier_ip: t.sbc_carrier_ip,
@@ -112,7 +142,12 @@ pub fn run(opts: &LabOptions, stop: &AtomicBool) -> Result<LabReport, String> {
         LabMode::Auto | LabMode::Xdp => "xdp",
         LabMode::Socket => "socket",
     };
-    let mut cfg = render(&addrs, mode, true, &std::process::id().to_string());
+    let mut cfg = render(
+        &addrs,
+        mode,
+        opts.cloud_srtp,
+        &std::process::id().to_string(),
+    );
     if opts.mode == LabMode::Xdp {
         cfg = cfg.replace("mode = \"xdp\"\n", "mode = \"xdp\"\nxdp_required = true\n");
     }
@@ -131,7 +166,7 @@ pub fn run(opts: &LabOptions, stop: &AtomicBool) -> Result<LabReport, String> {
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
     }
     let sbc_sip = SocketAddr::new(IpAddr::V4(t.sbc_carrier_ip), SIP_PORT);
-    let mut sbc = start_sbc(opts, &t, &cfg_path, &workdir)?;
+    let mut sbc = start_sbc(opts, t, &cfg_path, workdir)?;
     wait_up(&mut sbc, &carrier_sip, sbc_sip)?;
     let media_mode = media_mode(&sbc.log_text());
     progress(opts, &format!("tollgate is up, media mode {media_mode}\n"));
@@ -144,7 +179,9 @@ pub fn run(opts: &LabOptions, stop: &AtomicBool) -> Result<LabReport, String> {
         uas: CloudUas::new(
             SocketAddr::new(IpAddr::V4(t.cloud_ip), CLOUD_SIP_PORT),
             SocketAddr::new(IpAddr::V4(t.cloud_ip), MEDIA_BASE),
+            opts.cloud_srtp,
         ),
+        relay_pid: sbc.child.id(),
         calls: Vec::new(),
         invited_at: Vec::new(),
         pdd: Vec::new(),
@@ -156,6 +193,9 @@ pub fn run(opts: &LabOptions, stop: &AtomicBool) -> Result<LabReport, String> {
         lab.calls.push(CarrierCall::new(i, local, sbc_sip, media));
     }
     let mut report = LabReport {
+        relay: "tollgate".to_owned(),
+        sip: true,
+        cloud_srtp: opts.cloud_srtp,
         mode_requested: format!("{:?}", opts.mode).to_lowercase(),
         media_mode,
         calls_attempted: opts.calls,
@@ -211,18 +251,201 @@ pub fn run(opts: &LabOptions, stop: &AtomicBool) -> Result<LabReport, String> {
     report.x_header_passed = pairs.len();
 
     if !pairs.is_empty() && !stop.load(Ordering::Relaxed) {
-        let media = lab.media(&pairs, &t)?;
+        let legs = lab.legs_from_sip(&pairs)?;
+        let media = lab.media(&legs, t)?;
         report.dtmf_sent = media.dtmf_sent;
         report.dtmf_received = media.dtmf_received;
         report.carrier_to_cloud = media.to_cloud;
         report.cloud_to_carrier = media.to_carrier;
         report.latency = media.latency;
+        report.relay_cpu_pct = media.relay_cpu_pct;
     }
     report.interrupted = stop.load(Ordering::Relaxed);
     report.calls_ended_cleanly = lab.hang_up(&answered);
     sbc.stop();
-    drop(t);
-    report.check(opts.max_loss_pct);
+    Ok(report)
+}
+
+/// The same media phase through rtpengine in the SBC namespace: calls set up over ng (offer from the
+/// carrier, answer from the cloud, `direction` carrier -> cloud, SRTP toward the cloud when asked), no SIP.
+fn run_rtpengine(
+    opts: &LabOptions,
+    stop: &AtomicBool,
+    t: &Topo,
+    workdir: &Path,
+) -> Result<LabReport, String> {
+    use crate::loadgen::ng::{NgClient, Value};
+    let conf = workdir.join("rtpengine.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[rtpengine]\ntable = -1\ninterface = carrier/{};cloud/{}\nlisten-ng = 127.0.0.1:{RTPENGINE_NG}\n\
+             foreground = true\nlog-stderr = true\nlog-level = 4\nport-min = 30000\nport-max = 39999\n\
+             timeout = 120\ndelete-delay = 0\n",
+            t.sbc_carrier_ip, t.sbc_cloud_ip
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let log = workdir.join("rtpengine.log");
+    let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &t.sbc, "rtpengine"])
+        .arg(format!("--config-file={}", conf.display()))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("starting rtpengine (apt-get install rtpengine-daemon): {e}"))?;
+    let mut relay = Sbc { child, log };
+    let ng = SocketAddr::from(([127, 0, 0, 1], RTPENGINE_NG));
+    let mut client = None;
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && client.is_none() {
+        if let Ok(Some(st)) = relay.child.try_wait() {
+            return Err(format!("rtpengine exited ({st}):\n{}", relay.log_text()));
+        }
+        if let Ok(Ok(mut c)) =
+            Topo::in_ns(&t.sbc, || NgClient::connect(ng, Duration::from_millis(300)))
+            && c.ping().is_ok()
+        {
+            client = Some(c);
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let mut client =
+        client.ok_or_else(|| format!("rtpengine did not answer ng ping:\n{}", relay.log_text()))?;
+    progress(opts, "rtpengine is up (userspace forwarding)\n");
+
+    let mut legs = Vec::with_capacity(opts.calls);
+    let mut failed = 0;
+    let sdp = |ip: std::net::Ipv4Addr, port: u16, key: Option<&MasterKey>| {
+        let (proto, crypto) = match key {
+            Some(k) => (
+                "RTP/SAVP",
+                format!(
+                    "a=crypto:1 {} {}\r\n",
+                    k.suite().sdes_name(),
+                    k.to_sdes_inline()
+                ),
+            ),
+            None => ("RTP/AVP", String::new()),
+        };
+        format!(
+            "v=0\r\no=lab 1 1 IN IP4 {ip}\r\ns=lab\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} {proto} 0 {pt}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:{pt} telephone-event/8000\r\n\
+             a=ptime:20\r\na=sendrecv\r\n{crypto}",
+            pt = super::ua::DTMF_PT
+        )
+    };
+    for i in 0..opts.calls {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let port = MEDIA_BASE + 2 * i as u16;
+        let call_id = format!("lab-rtpe-{i}");
+        let mut extra = vec![("direction", Value::list_of_str(&["carrier", "cloud"]))];
+        if opts.cloud_srtp {
+            extra.push(("transport-protocol", Value::str("RTP/SAVP")));
+        }
+        let leg = (|| -> Result<MediaLeg, String> {
+            let to_cloud = client
+                .offer_with(&call_id, "car", &sdp(t.carrier_ip, port, None), extra)
+                .map_err(|e| e.to_string())?;
+            let to_cloud = super::ua::sdp_media(to_cloud.as_bytes())?;
+            let cloud_key = match &to_cloud.crypto {
+                Some((suite, _)) if to_cloud.savp => {
+                    Some(MasterKey::generate(*suite).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            let relay_key = match &to_cloud.crypto {
+                Some((suite, params)) if to_cloud.savp => {
+                    Some(MasterKey::from_sdes_inline(*suite, params).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            let to_carrier = client
+                .answer(
+                    &call_id,
+                    "car",
+                    "cld",
+                    &sdp(t.cloud_ip, port, cloud_key.as_ref()),
+                )
+                .map_err(|e| e.to_string())?;
+            let to_carrier = super::ua::sdp_media(to_carrier.as_bytes())?;
+            Ok(MediaLeg {
+                carrier_media: SocketAddr::new(IpAddr::V4(t.carrier_ip), port),
+                carrier_peer: to_carrier.addr,
+                cloud_media: SocketAddr::new(IpAddr::V4(t.cloud_ip), port),
+                cloud_peer: to_cloud.addr,
+                relay_key,
+                cloud_key,
+                cloud_dtmf_pt: to_cloud.dtmf_pt.unwrap_or(super::ua::DTMF_PT),
+            })
+        })();
+        match leg {
+            Ok(l) => legs.push(l),
+            Err(e) => {
+                failed += 1;
+                progress(opts, &format!("rtpengine call {i}: {e}\n"));
+            }
+        }
+    }
+    let carrier_sip = bind_in(
+        &t.carrier,
+        SocketAddr::new(IpAddr::V4(t.carrier_ip), SIP_PORT),
+    )?;
+    let cloud_sip = bind_in(
+        &t.cloud,
+        SocketAddr::new(IpAddr::V4(t.cloud_ip), CLOUD_SIP_PORT),
+    )?;
+    for s in [&carrier_sip, &cloud_sip] {
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+    }
+    let mut lab = Lab {
+        opts,
+        relay_pid: relay.child.id(),
+        stop,
+        carrier_sip,
+        cloud_sip,
+        uas: CloudUas::new(
+            SocketAddr::new(IpAddr::V4(t.cloud_ip), CLOUD_SIP_PORT),
+            SocketAddr::new(IpAddr::V4(t.cloud_ip), MEDIA_BASE),
+            opts.cloud_srtp,
+        ),
+        calls: Vec::new(),
+        invited_at: Vec::new(),
+        pdd: Vec::new(),
+        buf: vec![0u8; 65536],
+    };
+    let mut report = LabReport {
+        relay: "rtpengine".to_owned(),
+        sip: false,
+        cloud_srtp: opts.cloud_srtp,
+        mode_requested: "rtpengine".to_owned(),
+        media_mode: "rtpengine-userspace".to_owned(),
+        calls_attempted: legs.len() + failed,
+        calls_answered: legs.len(),
+        calls_failed: failed,
+        hold_s: opts.hold.as_secs_f64(),
+        workdir: workdir.display().to_string(),
+        ..LabReport::default()
+    };
+    if !legs.is_empty() && !stop.load(Ordering::Relaxed) {
+        let media = lab.media(&legs, t)?;
+        report.dtmf_sent = media.dtmf_sent;
+        report.dtmf_received = media.dtmf_received;
+        report.carrier_to_cloud = media.to_cloud;
+        report.cloud_to_carrier = media.to_carrier;
+        report.latency = media.latency;
+        report.relay_cpu_pct = media.relay_cpu_pct;
+    }
+    report.interrupted = stop.load(Ordering::Relaxed);
+    let refused = crate::loadgen::ng::delete_calls(&mut client, legs.len(), "lab-rtpe");
+    report.calls_ended_cleanly = legs.len().saturating_sub(refused);
+    relay.stop();
     Ok(report)
 }
 
@@ -292,6 +515,27 @@ fn wait_up(sbc: &mut Sbc, s: &UdpSocket, to: SocketAddr) -> Result<(), String> {
     ))
 }
 
+/// utime + stime of a process in clock ticks (all its threads), from /proc/PID/stat.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime are 14, 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Percent of one core used between two samples `wall` apart.
+fn cpu_pct(a: Option<u64>, b: Option<u64>, wall: Duration) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    match (a, b) {
+        (Some(a), Some(b)) if wall > Duration::ZERO => {
+            100.0 * (b.saturating_sub(a) as f64 / hz) / wall.as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
 /// What tollgate's "media anchored" log line says (`Xdp`, `Socket`), or `bypass`/`unknown`.
 pub fn media_mode(log: &str) -> String {
     log.lines()
@@ -306,6 +550,8 @@ pub fn media_mode(log: &str) -> String {
 
 struct Lab<'a> {
     opts: &'a LabOptions,
+    /// The process relaying the media, whose CPU time the audio phase measures.
+    relay_pid: u32,
     stop: &'a AtomicBool,
     carrier_sip: UdpSocket,
     cloud_sip: UdpSocket,
@@ -316,7 +562,22 @@ struct Lab<'a> {
     buf: Vec<u8>,
 }
 
+/// One call's media as the audio phase needs it, whoever set it up (SIP through tollgate, or ng for
+/// rtpengine).
+struct MediaLeg {
+    carrier_media: SocketAddr,
+    /// The relay's address toward the carrier.
+    carrier_peer: SocketAddr,
+    cloud_media: SocketAddr,
+    cloud_peer: SocketAddr,
+    /// The relay's SRTP key toward the cloud, the cloud's own key; `None` for plain RTP.
+    relay_key: Option<MasterKey>,
+    cloud_key: Option<MasterKey>,
+    cloud_dtmf_pt: u8,
+}
+
 struct MediaResult {
+    relay_cpu_pct: f64,
     dtmf_sent: usize,
     dtmf_received: usize,
     to_cloud: Direction,
@@ -337,9 +598,6 @@ impl Lab<'_> {
             for r in self.uas.on_request(&msg) {
                 if let Err(e) = self.cloud_sip.send_to(r.as_bytes(), from) {
                     eprintln!("cloud send to {from}: {e}");
-                }
-                if std::env::var_os("TOLLGATE_LAB_TRACE").is_some() {
-                    eprintln!("cloud -> {from}:\n{r}");
                 }
             }
         }
@@ -440,41 +698,64 @@ impl Lab<'_> {
         )
     }
 
-    /// DTMF, then audio both ways through the SBC for `hold`, measured by the sink.
-    fn media(&mut self, pairs: &[(usize, usize)], t: &Topo) -> Result<MediaResult, String> {
-        let n = pairs.len();
-        // Sockets: for pair k, carrier media C_k and cloud media D_k, each connected to the SBC's address
-        // for it (tollgate answers from the port it advertised: symmetric RTP).
-        let mut carrier = Vec::with_capacity(n);
-        let mut cloud = Vec::with_capacity(n);
-        let mut cloud_keys = Vec::with_capacity(n);
+    /// The media legs of the answered calls, from what the SIP exchange said.
+    fn legs_from_sip(&self, pairs: &[(usize, usize)]) -> Result<Vec<MediaLeg>, String> {
+        let mut legs = Vec::with_capacity(pairs.len());
         for &(i, j) in pairs {
             let c = &self.calls[i];
-            let sbc_c = c.sbc_media.as_ref().ok_or("answer without media")?.addr;
-            let cs = bind_in(&t.carrier, c.media)?;
-            cs.connect(sbc_c).map_err(|e| e.to_string())?;
             let d = &self.uas.calls[j];
-            let ds = bind_in(&t.cloud, d.media)?;
-            ds.connect(d.sbc_media.addr).map_err(|e| e.to_string())?;
-            let (suite, inline) = d.sbc_media.crypto.clone().ok_or("no SRTP key offered")?;
-            let theirs = MasterKey::from_sdes_inline(suite, &inline).map_err(|e| e.to_string())?;
+            let relay_key = match &d.sbc_media.crypto {
+                Some((suite, params)) if d.sbc_media.savp => {
+                    Some(MasterKey::from_sdes_inline(*suite, params).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            legs.push(MediaLeg {
+                carrier_media: c.media,
+                carrier_peer: c.sbc_media.as_ref().ok_or("answer without media")?.addr,
+                cloud_media: d.media,
+                cloud_peer: d.sbc_media.addr,
+                relay_key,
+                cloud_key: d.key.clone(),
+                cloud_dtmf_pt: d.sbc_media.dtmf_pt.unwrap_or(super::ua::DTMF_PT),
+            });
+        }
+        Ok(legs)
+    }
+
+    /// DTMF, then audio both ways through the relay for `hold`, measured by the sink.
+    fn media(&mut self, legs: &[MediaLeg], t: &Topo) -> Result<MediaResult, String> {
+        let n = legs.len();
+        // Sockets: for leg k, carrier media C_k and cloud media D_k, each connected to the relay's address
+        // for it (the relay sends from the port it advertised: symmetric RTP).
+        let mut carrier = Vec::with_capacity(n);
+        let mut cloud = Vec::with_capacity(n);
+        for l in legs {
+            let cs = bind_in(&t.carrier, l.carrier_media)?;
+            cs.connect(l.carrier_peer).map_err(|e| e.to_string())?;
+            let ds = bind_in(&t.cloud, l.cloud_media)?;
+            ds.connect(l.cloud_peer).map_err(|e| e.to_string())?;
             for s in [&cs, &ds] {
                 set_rcvbuf(s, 1 << 20).map_err(|e| e.to_string())?;
             }
             carrier.push(cs);
             cloud.push(ds);
-            cloud_keys.push((theirs, d.key.clone()));
         }
+        let transform = |k: Option<&MasterKey>| -> Result<Box<dyn PacketTransform>, String> {
+            Ok(match k {
+                Some(k) => Box::new(
+                    SrtpContext::new(k.suite(), k, SrtpConfig::default())
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => Box::new(Plain),
+            })
+        };
 
         // DTMF: one digit per call, start/update/end (end sent three times, RFC 4733 2.5.1.4), on its own
-        // SSRC; the cloud unprotects with the key tollgate offered and checks the payload type and digit.
+        // SSRC; the cloud unprotects with the relay's key and checks the payload type and digit.
         progress(self.opts, "dtmf: sending one RFC 4733 digit per call\n");
         let mut dtmf_received = 0;
-        for (k, &(_, j)) in pairs.iter().enumerate() {
-            let pt = self.uas.calls[j]
-                .sbc_media
-                .dtmf_pt
-                .unwrap_or(super::ua::DTMF_PT);
+        for (k, l) in legs.iter().enumerate() {
             let digit = (k % 10) as u8;
             let ssrc = DTMF_SSRC_BASE + k as u32;
             for (seq, (end, dur)) in [
@@ -490,12 +771,7 @@ impl Lab<'_> {
                 let p = dtmf_packet(ssrc, seq as u16, 1600, super::ua::DTMF_PT, digit, end, dur);
                 let _ = carrier[k].send(&p);
             }
-            let mut ctx = SrtpContext::new(
-                cloud_keys[k].0.suite(),
-                &cloud_keys[k].0,
-                SrtpConfig::default(),
-            )
-            .map_err(|e| e.to_string())?;
+            let mut rx = transform(l.relay_key.as_ref())?;
             cloud[k]
                 .set_read_timeout(Some(Duration::from_millis(20)))
                 .map_err(|e| e.to_string())?;
@@ -507,9 +783,9 @@ impl Lab<'_> {
                 let Ok(len) = cloud[k].recv(&mut b) else {
                     continue;
                 };
-                if let Ok(plain) = ctx.unprotect_rtp(&mut b, len)
+                if let Ok(plain) = rx.unprotect(&mut b, len)
                     && plain >= 16
-                    && b[1] & 0x7f == pt
+                    && b[1] & 0x7f == l.cloud_dtmf_pt
                     && b[12] == digit
                 {
                     got = true;
@@ -528,28 +804,23 @@ impl Lab<'_> {
             let _ = s.set_nonblocking(false);
         }
 
-        // Audio: streams 0..n carrier -> cloud (plain out, SRTP in), n..2n cloud -> carrier (SRTP out,
-        // plain in). The sink's socket k receives stream k.
+        // Audio: streams 0..n carrier -> cloud (plain out, the relay's SRTP in), n..2n cloud -> carrier
+        // (the cloud's SRTP out, plain in). The sink's socket k receives stream k.
         let clone = |s: &UdpSocket| s.try_clone().map_err(|e| e.to_string());
         let mut gen_socks = Vec::with_capacity(2 * n);
         let mut sink_socks = Vec::with_capacity(2 * n);
         let mut txs: Vec<Box<dyn PacketTransform>> = Vec::with_capacity(2 * n);
         let mut rxs: Vec<Box<dyn PacketTransform>> = Vec::with_capacity(2 * n);
-        let srtp = |k: &MasterKey| -> Result<Box<dyn PacketTransform>, String> {
-            Ok(Box::new(
-                SrtpContext::new(k.suite(), k, SrtpConfig::default()).map_err(|e| e.to_string())?,
-            ))
-        };
-        for k in 0..n {
+        for (k, l) in legs.iter().enumerate() {
             gen_socks.push(clone(&carrier[k])?);
             sink_socks.push(clone(&cloud[k])?);
             txs.push(Box::new(Plain));
-            rxs.push(srtp(&cloud_keys[k].0)?);
+            rxs.push(transform(l.relay_key.as_ref())?);
         }
-        for k in 0..n {
+        for (k, l) in legs.iter().enumerate() {
             gen_socks.push(clone(&cloud[k])?);
             sink_socks.push(clone(&carrier[k])?);
-            txs.push(srtp(&cloud_keys[k].1)?);
+            txs.push(transform(l.cloud_key.as_ref())?);
             rxs.push(Box::new(Plain));
         }
         let gen_cfg = GenConfig {
@@ -573,6 +844,8 @@ impl Lab<'_> {
         let stop_sink = AtomicBool::new(false);
         let ready = AtomicBool::new(false);
         let started = Instant::now();
+        let cpu0 = cpu_ticks(self.relay_pid);
+        let mut relay_cpu = 0.0;
         let (g, k) = std::thread::scope(|sc| {
             let sink = sc
                 .spawn(|| run_sink_signalled(&sink_socks, &mut rxs, &sink_cfg, &stop_sink, &ready));
@@ -599,6 +872,8 @@ impl Lab<'_> {
                 }
             }
             let g = gen_thread.join();
+            let cpu1 = cpu_ticks(self.relay_pid);
+            relay_cpu = cpu_pct(cpu0, cpu1, started.elapsed());
             let grace = Instant::now() + Duration::from_millis(200);
             while Instant::now() < grace {
                 self.idle();
@@ -656,9 +931,10 @@ impl Lab<'_> {
             })
             .unwrap_or_default();
         Ok(MediaResult {
+            relay_cpu_pct: relay_cpu,
             dtmf_sent: n,
             dtmf_received,
-            to_cloud: direction(0..n, true),
+            to_cloud: direction(0..n, legs.iter().any(|l| l.relay_key.is_some())),
             to_carrier: direction(n..2 * n, false),
             latency,
         })

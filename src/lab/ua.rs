@@ -275,14 +275,17 @@ pub struct CloudCall {
     pub sbc_media: SdpMedia,
     /// Our media address (what our answer says) and our key.
     pub media: SocketAddr,
-    pub key: MasterKey,
+    /// Our SRTP key (what our answer carries); `None` when the call is plain RTP.
+    pub key: Option<MasterKey>,
     pub acked: bool,
     pub bye_received: bool,
 }
 
-/// The cloud side: answers every INVITE for the translated number with SRTP; refuses anything else.
+/// The cloud side: answers every INVITE for the translated number (with SRTP when offered, and refuses
+/// plain RTP when `require_srtp`); refuses anything else.
 pub struct CloudUas {
     pub local: SocketAddr,
+    pub require_srtp: bool,
     pub calls: Vec<CloudCall>,
     /// Media address for the next call: `media_base` port + 2 per call.
     media_base: SocketAddr,
@@ -291,9 +294,10 @@ pub struct CloudUas {
 }
 
 impl CloudUas {
-    pub fn new(local: SocketAddr, media_base: SocketAddr) -> CloudUas {
+    pub fn new(local: SocketAddr, media_base: SocketAddr, require_srtp: bool) -> CloudUas {
         CloudUas {
             local,
+            require_srtp,
             calls: Vec::new(),
             media_base,
             refused: Vec::new(),
@@ -352,20 +356,20 @@ impl CloudUas {
                     Err(e) => return refuse(self, "488 Not Acceptable Here", e),
                 };
                 let key = match &sbc_media.crypto {
-                    Some((suite, _)) if sbc_media.savp => MasterKey::generate(*suite),
-                    _ => {
+                    Some((suite, _)) if sbc_media.savp => match MasterKey::generate(*suite) {
+                        Ok(k) => Some(k),
+                        Err(e) => {
+                            return refuse(self, "500 Server Internal Error", format!("key: {e}"));
+                        }
+                    },
+                    _ if self.require_srtp => {
                         return refuse(
                             self,
                             "488 Not Acceptable Here",
                             "no SRTP offered to the cloud".to_owned(),
                         );
                     }
-                };
-                let key = match key {
-                    Ok(k) => k,
-                    Err(e) => {
-                        return refuse(self, "500 Server Internal Error", format!("key: {e}"));
-                    }
+                    _ => None,
                 };
                 let i = self.calls.len();
                 self.calls.push(CloudCall {
@@ -410,13 +414,22 @@ impl CloudUas {
         let c = &self.calls[i];
         let ip = c.media.ip();
         let pt = c.sbc_media.dtmf_pt.unwrap_or(DTMF_PT);
+        let (proto, crypto) = match &c.key {
+            Some(k) => (
+                "RTP/SAVP",
+                format!(
+                    "a=crypto:1 {} {}\r\n",
+                    k.suite().sdes_name(),
+                    k.to_sdes_inline()
+                ),
+            ),
+            None => ("RTP/AVP", String::new()),
+        };
         format!(
             "v=0\r\no=cloud {i} 1 IN IP4 {ip}\r\ns=agent\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-             m=audio {port} RTP/SAVP 0 {pt}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:{pt} telephone-event/8000\r\n\
-             a=ptime:20\r\na=sendrecv\r\na=crypto:1 {suite} {key}\r\n",
+             m=audio {port} {proto} 0 {pt}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:{pt} telephone-event/8000\r\n\
+             a=ptime:20\r\na=sendrecv\r\n{crypto}",
             port = c.media.port(),
-            suite = c.key.suite().sdes_name(),
-            key = c.key.to_sdes_inline(),
         )
     }
 }
@@ -532,7 +545,7 @@ mod tests {
         assert_eq!((offer.savp, offer.dtmf_pt), (false, Some(DTMF_PT)));
 
         let tg_key = MasterKey::generate(Suite::AesCm128HmacSha1_80).unwrap();
-        let mut uas = CloudUas::new(sa("10.9.2.2:5080"), sa("10.9.2.2:20000"));
+        let mut uas = CloudUas::new(sa("10.9.2.2:5080"), sa("10.9.2.2:20000"), true);
         let replies = uas.on_request(&parse(&translated_invite(&car, &tg_key)));
         assert_eq!(replies.len(), 2);
         assert!(replies[0].starts_with("SIP/2.0 180"));
@@ -583,7 +596,7 @@ mod tests {
             sa("10.9.1.1:5060"),
             sa("10.9.1.2:20000"),
         );
-        let mut uas = CloudUas::new(sa("10.9.2.2:5080"), sa("10.9.2.2:20000"));
+        let mut uas = CloudUas::new(sa("10.9.2.2:5080"), sa("10.9.2.2:20000"), true);
         // Untranslated: the carrier's INVITE as it is.
         let r = uas.on_request(&parse(&car.invite()));
         assert!(r[0].starts_with("SIP/2.0 404"), "{r:?}");
@@ -620,7 +633,7 @@ mod tests {
             sa("10.9.1.2:20000"),
         );
         let inv = parse(&car.invite());
-        let mut uas = CloudUas::new(sa("10.9.2.2:5080"), sa("10.9.2.2:20000"));
+        let mut uas = CloudUas::new(sa("10.9.2.2:5080"), sa("10.9.2.2:20000"), true);
         let r = uas.on_request(&inv);
         let UacAction::Failed(404, ack) = car.on_response(&parse(&r[0])) else {
             panic!("not failed")

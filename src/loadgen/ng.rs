@@ -323,6 +323,23 @@ impl NgClient {
         )
     }
 
+    /// `offer` with extra keys (e.g. `direction` between named interfaces).
+    pub fn offer_with(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        sdp: &str,
+        extra: Vec<(&str, Value)>,
+    ) -> Result<String, NgError> {
+        self.sdp_exchange(
+            "offer",
+            call_id,
+            [("from-tag", from_tag), ("to-tag", "")],
+            sdp,
+            extra,
+        )
+    }
+
     /// `answer` from the callee; returns the SDP rtpengine wants sent to the caller.
     pub fn answer(
         &mut self,
