@@ -458,6 +458,19 @@ impl SipHandler for App {
     }
 }
 
+/// The signaling loop's TCP/TLS limits from `[security]` (the rest keeps the loop's defaults).
+fn sig_config(sec: &crate::config::Security) -> SigConfig {
+    SigConfig {
+        tcp_max_connections: sec.tcp_max_connections as usize,
+        tcp_max_per_source: sec.tcp_max_per_source as usize,
+        tcp_idle_timeout: std::time::Duration::from_secs(u64::from(sec.tcp_idle_timeout_s)),
+        tcp_message_timeout: std::time::Duration::from_millis(u64::from(
+            sec.tcp_message_timeout_ms,
+        )),
+        ..SigConfig::default()
+    }
+}
+
 /// Runs tollgate with `cfg` on the calling thread until SIGINT/SIGTERM (embedded config: no reload).
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     run_from(cfg, None)
@@ -467,7 +480,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // Forwarding first: a bad database stops the start before any socket is bound, never an empty table.
     let forwards = crate::forward::runtime::start(&cfg)?;
-    let mut sig: SigLoop<AppMsg> = SigLoop::new(SigConfig::default()).context("signaling loop")?;
+    let mut sig: SigLoop<AppMsg> =
+        SigLoop::new(sig_config(&cfg.security)).context("signaling loop")?;
     let mut listeners = Vec::new();
     let mut locals = Vec::new();
     let mut tls_servers = Vec::new();

@@ -1035,3 +1035,76 @@ fn udp_ring_exhaustion_rearms_and_loses_nothing() {
         "the multishot receive should have run out of buffers and been re-armed"
     );
 }
+
+#[test]
+fn tcp_message_trickled_in_is_cut_by_the_message_timeout() {
+    let cfg = SigConfig {
+        tcp_idle_timeout: Duration::from_secs(30),
+        tcp_message_timeout: Duration::from_millis(300),
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, true, false);
+    let mut s = TcpStream::connect(run.tcp.unwrap()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let (id, _, _) = conn_event(&run);
+    // Complete messages leave nothing half-read: the connection outlives the message timeout.
+    s.write_all(b"2:hi").unwrap();
+    frame(&run);
+    std::thread::sleep(Duration::from_millis(450));
+    s.write_all(b"2:ok").unwrap();
+    frame(&run);
+    // One byte every 40 ms is never idle, but the 10-byte message is not done within 300 ms.
+    let t0 = Instant::now();
+    let mut cut = false;
+    for b in b"10:abcdefghij" {
+        if s.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let (cid, _, ev) = conn_event(&run);
+    let after = t0.elapsed();
+    assert_eq!(
+        (cid, ev),
+        (id, ConnEvent::Closed(CloseReason::MessageTimeout))
+    );
+    assert!(
+        after >= Duration::from_millis(280) && after < Duration::from_millis(2000),
+        "cut after {after:?}"
+    );
+    let mut b = [0u8; 4];
+    assert!(
+        cut || matches!(s.read(&mut b), Ok(0) | Err(_)),
+        "closed from the SBC side"
+    );
+    let c = run.stop();
+    assert_eq!((c.tcp_message_timeout_closed, c.tcp_idle_closed), (1, 0));
+}
+
+#[test]
+fn tcp_messages_straddling_reads_restart_the_message_deadline() {
+    let cfg = SigConfig {
+        tcp_idle_timeout: Duration::from_secs(30),
+        tcp_message_timeout: Duration::from_millis(300),
+        ..SigConfig::default()
+    };
+    let run = start(cfg, false, true, false);
+    let mut s = TcpStream::connect(run.tcp.unwrap()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let (id, _, _) = conn_event(&run);
+    // Every write ends one message and begins the next, so a part is always pending for 900 ms; each
+    // message is done within 100 ms of its first byte, and the connection must stay up.
+    s.write_all(b"2:h").unwrap();
+    for _ in 0..9 {
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(b"i2:h").unwrap();
+        // A close would come first and fail here: frame() takes only a frame.
+        assert_eq!(frame(&run).2, b"2:hi");
+    }
+    s.write_all(b"i").unwrap();
+    let (fid, _, f) = frame(&run);
+    assert_eq!((fid, f.as_slice()), (id, &b"2:hi"[..]));
+    let c = run.stop();
+    assert_eq!((c.tcp_message_timeout_closed, c.tcp_idle_closed), (0, 0));
+}

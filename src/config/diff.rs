@@ -146,6 +146,21 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     }
     if old.security != new.security {
         d.sections.push("security");
+        let (os, ns) = (&old.security, &new.security);
+        if (
+            os.tcp_max_connections,
+            os.tcp_max_per_source,
+            os.tcp_idle_timeout_s,
+            os.tcp_message_timeout_ms,
+        ) != (
+            ns.tcp_max_connections,
+            ns.tcp_max_per_source,
+            ns.tcp_idle_timeout_s,
+            ns.tcp_message_timeout_ms,
+        ) {
+            d.restart_reasons
+                .push("TCP connection limits or timeouts changed".into());
+        }
     }
     if old.mgmt != new.mgmt {
         d.sections.push("mgmt");

@@ -210,6 +210,10 @@ pub(crate) struct RawSecurity {
     pub max_message_size: Option<S<i64>>,
     pub max_headers: Option<S<i64>>,
     pub unauthorized: Option<S<String>>,
+    pub tcp_max_connections: Option<S<i64>>,
+    pub tcp_max_per_source: Option<S<i64>>,
+    pub tcp_idle_timeout_s: Option<S<i64>>,
+    pub tcp_message_timeout_ms: Option<S<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

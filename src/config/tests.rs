@@ -91,6 +91,15 @@ fn defaults_fill_what_is_not_written() {
         vec!["friendly-scanner", "sipvicious", "sipcli"]
     );
     assert_eq!(c.media.port_min, 20000);
+    assert_eq!(
+        (
+            c.security.tcp_max_connections,
+            c.security.tcp_max_per_source,
+            c.security.tcp_idle_timeout_s,
+            c.security.tcp_message_timeout_ms
+        ),
+        (10_000, 64, 600, 10_000)
+    );
     assert_eq!(c.routes[0].priority, 100);
     assert!(c.routes[0].number.is_none());
     assert_eq!(c.rules.len(), 0, "no rule was written, none should appear");
@@ -321,6 +330,13 @@ const BAD: &[(&str, &str, usize, usize, &str)] = &[
         4,
         16,
         "needs media mode \"xdp\"",
+    ),
+    (
+        "name = \"n\"",
+        "name = \"n\"\n[security]\ntcp_message_timeout_ms = 5",
+        4,
+        26,
+        "tcp_message_timeout_ms",
     ),
     (
         "name = \"n\"",

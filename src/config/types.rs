@@ -527,6 +527,15 @@ pub struct Security {
     pub max_message_size: u32,
     pub max_headers: u32,
     pub unauthorized: UnauthorizedAction,
+    /// Open TCP/TLS connections in total (accepted and outbound); fixed at start.
+    pub tcp_max_connections: u32,
+    /// Accepted TCP/TLS connections per source IP; fixed at start.
+    pub tcp_max_per_source: u32,
+    /// A connection without traffic either way for this long is closed; fixed at start.
+    pub tcp_idle_timeout_s: u32,
+    /// A message (or TLS handshake) whose first byte has arrived must be complete within this long, or the
+    /// connection is closed: bytes trickling in keep a connection from being idle, not from being cut.
+    pub tcp_message_timeout_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1374,5 +1374,33 @@ fn validate_security(v: &mut V, s: &RawSecurity) -> Security {
             "unauthorized action",
             UnauthorizedAction::Reject,
         ),
+        tcp_max_connections: v.int_or(
+            s.tcp_max_connections.as_ref(),
+            1,
+            1_000_000,
+            "tcp_max_connections",
+            10_000,
+        ),
+        tcp_max_per_source: v.int_or(
+            s.tcp_max_per_source.as_ref(),
+            1,
+            1_000_000,
+            "tcp_max_per_source",
+            64,
+        ),
+        tcp_idle_timeout_s: v.int_or(
+            s.tcp_idle_timeout_s.as_ref(),
+            1,
+            86_400,
+            "tcp_idle_timeout_s",
+            600,
+        ),
+        tcp_message_timeout_ms: v.int_or(
+            s.tcp_message_timeout_ms.as_ref(),
+            100,
+            600_000,
+            "tcp_message_timeout_ms",
+            10_000,
+        ),
     }
 }

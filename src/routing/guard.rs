@@ -191,6 +191,10 @@ mod tests {
             max_message_size: 4096,
             max_headers: 20,
             unauthorized: UnauthorizedAction::Drop,
+            tcp_max_connections: 100,
+            tcp_max_per_source: 10,
+            tcp_idle_timeout_s: 600,
+            tcp_message_timeout_ms: 10_000,
         }
     }
 

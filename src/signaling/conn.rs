@@ -37,6 +37,8 @@ pub(crate) struct Conn {
     pub(crate) writing: bool,
     pub(crate) connecting: bool,
     pub(crate) last_activity_ms: u64,
+    /// When the first byte of a message not yet complete arrived (`None`: nothing half-read).
+    pub(crate) partial_since_ms: Option<u64>,
     pub(crate) idle_timer: Option<TimerToken>,
     /// Counted in the per-source limit (accepted connections).
     pub(crate) counted_source: bool,

@@ -53,6 +53,8 @@ counters! {
     /// Accepted connections closed at once: max connections or per-source limit.
     tcp_refused,
     tcp_idle_closed,
+    /// Closed because a message (or TLS handshake) did not complete within `tcp_message_timeout`.
+    tcp_message_timeout_closed,
     tcp_peer_closed,
     /// Closed because unconsumed or unsent bytes passed the per-connection limit.
     tcp_overflow_closed,

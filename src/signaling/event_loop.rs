@@ -41,6 +41,10 @@ pub struct SigConfig {
     pub tcp_max_buffered: usize,
     /// Close a connection without traffic in either direction for this long.
     pub tcp_idle_timeout: Duration,
+    /// A message whose first byte arrived (or a TLS handshake begun) must be complete within this long, or
+    /// the connection is closed (`CloseReason::MessageTimeout`): a peer trickling one byte at a time is never
+    /// idle, so only this bounds it.
+    pub tcp_message_timeout: Duration,
     /// Give up on an outbound connect after this long (`ConnectFailed(ETIMEDOUT)`).
     pub tcp_connect_timeout: Duration,
     /// Open connections (accepted and outbound) in total.
@@ -79,6 +83,7 @@ impl Default for SigConfig {
             tcp_read_buf: 16 << 10,
             tcp_max_buffered: 256 << 10,
             tcp_idle_timeout: Duration::from_secs(600),
+            tcp_message_timeout: Duration::from_secs(10),
             tcp_connect_timeout: Duration::from_secs(5),
             tcp_max_connections: 10_000,
             tcp_max_per_source: 64,
@@ -425,6 +430,7 @@ impl Core {
             writing: false,
             connecting: false,
             last_activity_ms: self.now_ms,
+            partial_since_ms: None,
             idle_timer: None,
             counted_source: false,
             connect_addr: Box::new(storage),
@@ -434,6 +440,10 @@ impl Core {
 
     fn idle_ms(&self) -> u64 {
         self.cfg.tcp_idle_timeout.as_millis().max(1) as u64
+    }
+
+    fn message_ms(&self) -> u64 {
+        self.cfg.tcp_message_timeout.as_millis().max(1) as u64
     }
 
     fn arm_idle(&mut self, id: ConnId, at_ms: u64) {
@@ -742,11 +752,16 @@ impl Core {
             self.begin_close(ring, id, CloseReason::ConnectFailed(libc::ETIMEDOUT));
             return;
         }
-        let due = c.last_activity_ms + idle_ms;
-        if due <= now_ms {
+        let idle_due = c.last_activity_ms + idle_ms;
+        let message_due = c.partial_since_ms.map(|p| p + self.message_ms());
+        if message_due.is_some_and(|d| d <= now_ms) {
+            self.counters.tcp_message_timeout_closed += 1;
+            self.begin_close(ring, id, CloseReason::MessageTimeout);
+        } else if idle_due <= now_ms {
             self.counters.tcp_idle_closed += 1;
             self.begin_close(ring, id, CloseReason::Idle);
         } else {
+            let due = message_due.map_or(idle_due, |m| m.min(idle_due));
             self.arm_idle(id, due);
         }
     }
@@ -1197,6 +1212,7 @@ fn on_read<H: SipHandler>(
     }
     let peer = c.peer;
     let mut buf = std::mem::take(&mut c.app_in);
+    let before = buf.len();
     core.start_write(ring, id);
     if !buf.is_empty() {
         let now = core.now;
@@ -1207,8 +1223,31 @@ fn on_read<H: SipHandler>(
         handler.on_stream_data(now, id, peer, &mut buf, &mut io);
     }
     if let Some(c) = core.conns.get_mut(id) {
+        // Whatever the handler left is an incomplete message; a handshake under way is one too.
+        let partial = !buf.is_empty() || c.layer.in_progress();
+        // A message completed in this read: what is left began now, so a busy connection whose messages
+        // straddle reads is never cut by the first one's deadline.
+        let consumed = buf.len() < before;
         c.app_in = buf;
-        if c.state == ConnState::Open {
+        let was = c.partial_since_ms;
+        c.partial_since_ms = match (partial, was) {
+            (false, _) => None,
+            (true, Some(_)) if consumed => Some(now_ms),
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(now_ms),
+        };
+        let open = c.state == ConnState::Open;
+        if partial && was.is_none() && open {
+            // The idle timer may be far out; bring it forward to the message deadline.
+            let old = c.idle_timer.take();
+            let at = c.last_activity_ms + core.idle_ms();
+            let at = at.min(now_ms + core.message_ms());
+            if let Some(t) = old {
+                core.idle.cancel(t);
+            }
+            core.arm_idle(id, at);
+        }
+        if open {
             core.start_read(ring, id);
         }
     }

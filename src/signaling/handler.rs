@@ -52,6 +52,8 @@ pub enum CloseReason {
     PeerClosed,
     /// No bytes in either direction for the configured idle time.
     Idle,
+    /// A message or TLS handshake begun did not complete within the message timeout (slowloris).
+    MessageTimeout,
     /// The handler called `Io::close`, or the loop stopped.
     Local,
     /// Unconsumed received bytes or unsent bytes passed the per-connection limit.

@@ -120,6 +120,12 @@ pub trait StreamLayer: Send {
 
     /// Application bytes to send.
     fn write_app(&mut self, app: &[u8], wire_out: &mut Vec<u8>) -> Result<(), LayerError>;
+
+    /// Something begun on the wire is not finished yet (a TLS handshake); counts as an incomplete message
+    /// for the loop's message timeout.
+    fn in_progress(&self) -> bool {
+        false
+    }
 }
 
 /// What a [`LayerFactory`] knows about the connection it builds a layer for.

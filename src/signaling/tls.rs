@@ -730,6 +730,10 @@ impl StreamLayer for TlsLayer {
         self.flush(wire_out)
     }
 
+    fn in_progress(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
     fn write_app(&mut self, app: &[u8], wire_out: &mut Vec<u8>) -> Result<(), LayerError> {
         // Before the handshake is done rustls keeps the plaintext and sends it once keys exist.
         if let Err(e) = self.conn.writer().write_all(app) {
