@@ -32,7 +32,7 @@ pub struct MediaAddr {
 }
 
 /// What the media side counts (exported with the B2BUA counters).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MediaCounters {
     /// Calls refused 503 because no media port pair was free.
     pub ports_exhausted: u64,

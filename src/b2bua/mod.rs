@@ -121,7 +121,7 @@ pub struct Transmit {
 }
 
 /// What the B2BUA counts (read by the driver for logs and metrics).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     pub received: u64,
     pub acl_rejected: u64,

@@ -193,6 +193,16 @@ impl B2bua {
         self.ops.ending_reason = None;
     }
 
+    /// Sources the guard bans now, with the time left.
+    pub fn bans(&self, now: Instant) -> Vec<(std::net::IpAddr, std::time::Duration)> {
+        self.guard.bans(now)
+    }
+
+    /// Lifts a ban; false if `ip` was not banned.
+    pub fn unban(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
+        self.guard.unban(ip, now)
+    }
+
     /// Records of calls that ended since the last call, oldest first.
     pub fn take_records(&mut self) -> Vec<CallRecord> {
         std::mem::take(&mut self.ops.records)

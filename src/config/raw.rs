@@ -222,6 +222,7 @@ pub(crate) struct RawMgmt {
     pub http: Option<S<String>>,
     pub control_socket: Option<S<String>>,
     pub drain_timeout_s: Option<S<i64>>,
+    pub cdr_file: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

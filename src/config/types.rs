@@ -544,6 +544,8 @@ pub struct Mgmt {
     pub control_socket: PathBuf,
     /// SIGTERM: how long calls may go on (new ones get 503) before the rest are hung up.
     pub drain_timeout_s: u32,
+    /// Where a JSON line per finished call is appended; `None`: each record is logged (target `cdr`).
+    pub cdr_file: Option<PathBuf>,
 }
 
 /// `[forwarding]`: runtime call forwarding (see `crate::forward`).

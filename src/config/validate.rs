@@ -475,6 +475,12 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
             "drain_timeout_s",
             30,
         ),
+        cdr_file: r.mgmt.cdr_file.as_ref().map(|p| {
+            if !p.get_ref().starts_with('/') {
+                v.err(p.span().start, "mgmt.cdr_file must be an absolute path");
+            }
+            PathBuf::from(p.get_ref())
+        }),
     };
 
     let forwarding = validate_forwarding(&mut v, &r.forwarding);

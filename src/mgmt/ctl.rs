@@ -145,15 +145,22 @@ pub fn dispatch(h: &dyn ControlHandler, req: &CtlRequest) -> CtlReply {
 
 /// Parses one request line and answers it; malformed input gets an `Error` reply, never a panic.
 pub fn handle_line(h: &dyn ControlHandler, line: &str) -> CtlReply {
+    answer_line(&|req| dispatch(h, req), line)
+}
+
+fn answer_line(answer: &dyn Fn(&CtlRequest) -> CtlReply, line: &str) -> CtlReply {
     match serde_json::from_str::<CtlRequest>(line) {
-        Ok(req) => dispatch(h, &req),
+        Ok(req) => answer(&req),
         Err(e) => CtlReply::Error(format!("bad request: {e}")),
     }
 }
 
+/// Answers whole requests; what the daemon hands [`CtlServer::spawn_answering`].
+pub type Answer = Arc<dyn Fn(&CtlRequest) -> CtlReply + Send + Sync>;
+
 const MAX_LINE: u64 = 64 * 1024;
 
-fn serve_conn(h: &dyn ControlHandler, stream: UnixStream) -> io::Result<()> {
+fn serve_conn(answer: &dyn Fn(&CtlRequest) -> CtlReply, stream: UnixStream) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
@@ -166,7 +173,7 @@ fn serve_conn(h: &dyn ControlHandler, stream: UnixStream) -> io::Result<()> {
         let reply = if !line.ends_with('\n') && n as u64 >= MAX_LINE {
             CtlReply::Error("request too long".into())
         } else {
-            handle_line(h, line.trim_end())
+            answer_line(answer, line.trim_end())
         };
         let mut out = serde_json::to_vec(&reply).map_err(io::Error::other)?;
         out.push(b'\n');
@@ -187,6 +194,12 @@ pub struct CtlServer {
 impl CtlServer {
     /// Binds `path` (replacing a stale socket file left by a previous run) and serves connections one at a time.
     pub fn spawn(path: &Path, handler: Arc<dyn ControlHandler>) -> io::Result<Self> {
+        Self::spawn_answering(path, Arc::new(move |req| dispatch(&*handler, req)))
+    }
+
+    /// As [`CtlServer::spawn`] with a function that answers whole requests (the daemon passes each one to
+    /// the signaling thread, which owns the calls, and relays its reply).
+    pub fn spawn_answering(path: &Path, answer: Answer) -> io::Result<Self> {
         if path.exists() {
             // A live daemon on that socket answers a connect; only then is the path really in use.
             if UnixStream::connect(path).is_ok() {
@@ -215,11 +228,11 @@ impl CtlServer {
                         Ok(s) => {
                             // One short-lived thread per connection: an idle client cannot hold the socket for
                             // others, and ctl connections are rare.
-                            let h = handler.clone();
+                            let a = answer.clone();
                             let spawned = std::thread::Builder::new()
                                 .name("mgmt-ctl-conn".into())
                                 .spawn(move || {
-                                    if let Err(e) = serve_conn(&*h, s) {
+                                    if let Err(e) = serve_conn(&*a, s) {
                                         tracing::debug!(error = %e, "control connection");
                                     }
                                 });

@@ -164,6 +164,32 @@ impl SourceGuard {
             .is_some_and(|b| now < b)
     }
 
+    /// Sources banned now with the time left, longest first.
+    pub fn bans(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
+        let mut v: Vec<_> = self
+            .sources
+            .iter()
+            .filter_map(|(ip, s)| {
+                let until = s.banned_until.filter(|b| now < *b)?;
+                Some((*ip, until - now))
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Lifts a ban (an operator's decision) and forgets the source's violations; false if it was not banned.
+    pub fn unban(&mut self, ip: IpAddr, now: Instant) -> bool {
+        match self.sources.get_mut(&ip) {
+            Some(s) if s.banned_until.is_some_and(|b| now < b) => {
+                s.banned_until = None;
+                s.violations = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Forgets idle sources whose ban is over (call from a periodic timer).
     pub fn expire(&mut self, now: Instant) {
         self.sources.retain(|_, s| {
@@ -244,5 +270,23 @@ mod tests {
         assert!(g.is_banned(f.src, t0));
         g.expire(t0 + Duration::from_secs(3600));
         assert_eq!(g.tracked(), 0);
+    }
+
+    #[test]
+    fn bans_are_listed_and_lifted_by_the_operator() {
+        let mut g = SourceGuard::new(&cfg());
+        let t0 = Instant::now();
+        let bad: IpAddr = "198.51.100.7".parse().unwrap();
+        for _ in 0..3 {
+            g.unauthorized(bad, t0);
+        }
+        g.unauthorized("198.51.100.8".parse().unwrap(), t0);
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(g.bans(later), vec![(bad, Duration::from_secs(50))]);
+        assert!(!g.unban("198.51.100.8".parse().unwrap(), later));
+        assert!(g.unban(bad, later));
+        assert!(g.bans(later).is_empty());
+        assert_eq!(g.check(&facts("198.51.100.7"), later), Verdict::Allow);
+        assert!(g.bans(t0 + Duration::from_secs(61)).is_empty());
     }
 }

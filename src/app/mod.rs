@@ -22,6 +22,8 @@ use crate::signaling::{
 };
 use crate::stats::Registry;
 
+mod control;
+
 /// Frames SIP messages on a byte stream: header section up to the blank line, then Content-Length bytes
 /// (RFC 3261 18.3: mandatory on streams). Leading CRLF keep-alives are skipped by the caller.
 #[derive(Default)]
@@ -81,16 +83,25 @@ pub struct App {
     publish: Option<(Arc<LivePublisher>, Arc<SnapshotPublisher>)>,
     next_publish: Option<Instant>,
     life: Lifecycle,
+    cps: control::CpsMeter,
+    /// Finished calls go here, one JSON line each (`[mgmt] cdr_file`), else to the log under target `cdr`.
+    cdr: Option<crate::stats::cdr::CdrWriter<std::fs::File>>,
+    /// systemd readiness (`Type=notify`), when started by systemd.
+    notifier: Option<crate::ops::notify::Notifier>,
+    /// Proves to the watchdog that the signaling thread still turns.
+    heartbeat: Option<crate::ops::notify::Heartbeat>,
 }
 
-/// What other threads ask of the signaling thread (from the signal thread today).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What other threads ask of the signaling thread: the signal thread and the control socket.
+#[derive(Debug)]
 pub enum AppMsg {
     /// SIGHUP: load the config file again; new calls use it, live calls keep their legs and flows.
     Reload,
     /// SIGTERM/SIGINT: refuse new calls (503), let the rest end up to `[mgmt] drain_timeout_s`, then BYE
     /// them and stop. A second one stops at once (after BYEs).
     Drain,
+    /// A `tollgate ctl` request, answered on the channel inside.
+    Ctl(Box<control::CtlCall>),
 }
 
 /// Lifecycle state the App keeps for reload and drain.
@@ -145,7 +156,28 @@ impl App {
                 drain_deadline: None,
                 stop_at: None,
             },
+            cps: control::CpsMeter::default(),
+            cdr: None,
+            notifier: None,
+            heartbeat: None,
         }
+    }
+
+    /// Where finished calls are written (`[mgmt] cdr_file`); without one they are logged.
+    pub fn with_cdr(mut self, w: crate::stats::cdr::CdrWriter<std::fs::File>) -> Self {
+        self.cdr = Some(w);
+        self
+    }
+
+    /// systemd notifications (RELOADING/READY/STOPPING) and the signaling thread's watchdog heartbeat.
+    pub fn with_systemd(
+        mut self,
+        notifier: Option<crate::ops::notify::Notifier>,
+        heartbeat: Option<crate::ops::notify::Heartbeat>,
+    ) -> Self {
+        self.notifier = notifier;
+        self.heartbeat = heartbeat;
+        self
     }
 
     /// Reload from `path` on [`AppMsg::Reload`]; stop through `handle` after a drain.
@@ -159,19 +191,43 @@ impl App {
         self
     }
 
-    fn reload(&mut self, now: Instant) {
+    /// Loads the config file again and applies it to new calls. `Ok` lists what changed (and what needs a
+    /// restart to take effect); `Err` lists why it was refused, and the running config stays.
+    fn reload(&mut self, now: Instant) -> Result<Vec<String>, Vec<String>> {
         let Some(path) = self.life.config_path.clone() else {
-            tracing::warn!("SIGHUP: running on the embedded configuration, nothing to reload");
-            return;
+            tracing::warn!("reload: running on the embedded configuration, nothing to reload");
+            return Err(vec![
+                "running on the embedded configuration (no --config), nothing to reload".into(),
+            ]);
         };
-        let cfg = match crate::config::load_file(&path) {
+        if let Some(n) = &self.notifier {
+            let _ = n.reloading();
+        }
+        let r = self.reload_from(&path, now);
+        if let Some(n) = &self.notifier {
+            let _ = n.ready(if r.is_ok() {
+                "serving, configuration reloaded"
+            } else {
+                "serving, reload refused"
+            });
+        }
+        r
+    }
+
+    fn reload_from(
+        &mut self,
+        path: &std::path::Path,
+        now: Instant,
+    ) -> Result<Vec<String>, Vec<String>> {
+        let cfg = match crate::config::load_file(path) {
             Ok(c) => c,
             Err(errs) => {
-                for e in &errs.0 {
+                let errs: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+                for e in &errs {
                     tracing::error!("{e}");
                 }
                 tracing::error!(file = %path.display(), "reload refused: the running configuration stays");
-                return;
+                return Err(errs);
             }
         };
         let d = crate::config::diff(self.b2b.config(), &cfg);
@@ -185,12 +241,37 @@ impl App {
                     sections = ?d.sections,
                     "configuration reloaded for new calls"
                 );
+                let mut changes = Vec::new();
+                for (what, c) in [
+                    ("trunk", &d.trunks),
+                    ("rule", &d.rules),
+                    ("route", &d.routes),
+                ] {
+                    for (verb, names) in [
+                        ("added", &c.added),
+                        ("removed", &c.removed),
+                        ("changed", &c.changed),
+                    ] {
+                        for n in names {
+                            changes.push(format!("{what} {n} {verb}"));
+                        }
+                    }
+                }
+                for sct in &d.sections {
+                    changes.push(format!("[{sct}] changed"));
+                }
                 for r in &d.restart_reasons {
                     tracing::warn!(reason = %r, "this change needs a restart to take effect");
+                    changes.push(format!("needs a restart: {r}"));
                 }
+                if changes.is_empty() {
+                    changes.push("no changes".into());
+                }
+                Ok(changes)
             }
             Err(e) => {
-                tracing::error!(reason = %e.0, "reload refused: the running configuration stays")
+                tracing::error!(reason = %e.0, "reload refused: the running configuration stays");
+                Err(vec![e.0])
             }
         }
     }
@@ -202,7 +283,14 @@ impl App {
             return;
         }
         let t = Duration::from_secs(u64::from(self.b2b.config().mgmt.drain_timeout_s));
+        self.start_drain(now, t);
+    }
+
+    fn start_drain(&mut self, now: Instant, t: Duration) {
         tracing::info!(calls = self.b2b.active_calls(), timeout = ?t, "draining: new calls get 503");
+        if let Some(n) = &self.notifier {
+            let _ = n.stopping(&format!("draining {} calls", self.b2b.active_calls()));
+        }
         self.b2b.start_drain();
         self.life.drain_deadline = Some(now + t);
     }
@@ -239,18 +327,40 @@ impl App {
         self
     }
 
+    /// Finished calls leave the B2BUA here, so its record list never grows while the daemon runs.
+    fn write_cdrs(&mut self) {
+        for rec in self.b2b.take_records() {
+            match &mut self.cdr {
+                Some(w) => {
+                    if let Err(e) = w.write(&rec) {
+                        tracing::error!(error = %e, call = %rec.call_id, "CDR not written");
+                    }
+                }
+                None => match serde_json::to_string(&rec) {
+                    Ok(j) => tracing::info!(target: "cdr", "{j}"),
+                    Err(e) => tracing::error!(error = %e, "CDR not serialized"),
+                },
+            }
+        }
+    }
+
     fn maybe_publish(&mut self, now: Instant) {
-        let Some((live, calls)) = &self.publish else {
-            return;
-        };
-        if self.next_publish.is_some_and(|t| now < t) {
+        self.write_cdrs();
+        if self.publish.is_none() || self.next_publish.is_some_and(|t| now < t) {
             return;
         }
         self.next_publish = Some(now + PUBLISH_EVERY);
+        let trunks = self.b2b.trunk_views();
+        for t in &trunks {
+            self.cps.sample(&t.name, t.totals.calls, now);
+        }
+        let Some((live, calls)) = &self.publish else {
+            return;
+        };
         live.publish(LiveStats {
             counters: *self.b2b.counters(),
             active_calls: self.b2b.active_calls(),
-            trunks: self.b2b.trunk_views(),
+            trunks,
             media: self.b2b.media_counters(),
         });
         calls.publish(CallsSnapshot {
@@ -314,6 +424,9 @@ impl App {
         }
         self.check_lifecycle(io.now());
         self.maybe_publish(io.now());
+        if let Some(h) = &self.heartbeat {
+            h.beat();
+        }
         let mut next = self.b2b.next_timeout();
         for t in [
             self.life.stop_at,
@@ -451,8 +564,15 @@ impl SipHandler for App {
 
     fn on_message(&mut self, now: Instant, msg: AppMsg, io: &mut Io<'_>) {
         match msg {
-            AppMsg::Reload => self.reload(now),
+            AppMsg::Reload => {
+                let _ = self.reload(now);
+            }
             AppMsg::Drain => self.drain(now),
+            AppMsg::Ctl(c) => {
+                let r = self.control(&c.req, now);
+                // The client may have given up waiting; its answer is then simply dropped.
+                let _ = c.reply.send(r);
+            }
         }
         self.flush(io);
     }
@@ -549,10 +669,55 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
         app_events = Some(plane.events());
         plane
     });
-    let mut app = App::new(b2b, listeners).with_lifecycle(path, loop_handle);
+    let mut app = App::new(b2b, listeners).with_lifecycle(path, loop_handle.clone());
     if let Some(q) = app_events {
         app = app.with_media_events(q);
     }
+    if let Some(p) = &app.b2bua().config().mgmt.cdr_file {
+        // Refused at start rather than losing every call record silently.
+        let w = crate::stats::cdr::open_cdr_file(p)
+            .with_context(|| format!("[mgmt] cdr_file {}", p.display()))?;
+        tracing::info!(file = %p.display(), "call records appended");
+        app = app.with_cdr(w);
+    }
+    let notifier = crate::ops::notify::Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "NOTIFY_SOCKET unusable: no systemd notifications");
+        None
+    });
+    let mut watchdog = None;
+    let mut heartbeats = None;
+    let mut sig_beat = None;
+    if let Some(interval) = crate::ops::notify::watchdog_interval_from_env()
+        && let Ok(Some(wd_notifier)) = crate::ops::notify::Notifier::from_env()
+    {
+        let (board, mut beats) = crate::ops::notify::Heartbeats::new(["signaling"]);
+        sig_beat = beats.pop();
+        // Pinging at half the interval; a thread silent for a whole interval withholds the ping.
+        match crate::ops::notify::Watchdog::spawn(wd_notifier, board.clone(), interval, interval) {
+            Ok(w) => watchdog = Some(w),
+            Err(e) => tracing::error!(error = %e, "watchdog thread not started"),
+        }
+        heartbeats = Some(board);
+    }
+    app = app.with_systemd(notifier, sig_beat);
+    let ctl_path = app.b2bua().config().mgmt.control_socket.clone();
+    if let Some(dir) = ctl_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Like the HTTP endpoint: calls matter more than the operator's socket, so a failure is loud, not fatal.
+    let _ctl = match crate::mgmt::ctl::CtlServer::spawn_answering(
+        &ctl_path,
+        control::bridge(loop_handle),
+    ) {
+        Ok(s) => {
+            tracing::info!(socket = %ctl_path.display(), "tollgate ctl served");
+            Some(s)
+        }
+        Err(e) => {
+            tracing::error!(socket = %ctl_path.display(), error = %e, "control socket not served");
+            None
+        }
+    };
     let (live, calls) = (LivePublisher::new(), SnapshotPublisher::new());
     app = app.with_publishers(live.clone(), calls.clone());
     let health = Arc::new(Health::default());
@@ -565,7 +730,7 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
                 registry,
                 calls,
                 health: health.clone(),
-                heartbeats: None,
+                heartbeats: heartbeats.clone(),
                 heartbeat_max_age: Duration::from_secs(10),
             };
             // Calls matter more than scrapes: a taken port is logged loudly and SIP still starts.
@@ -583,7 +748,12 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
         None => None,
     };
     health.set(crate::mgmt::http::Phase::Serving);
-    let (app, counters) = sig.run(app).context("signaling loop")?;
+    if let Some(n) = &app.notifier {
+        let _ = n.ready("serving");
+    }
+    let (mut app, counters) = sig.run(app).context("signaling loop")?;
+    app.write_cdrs();
+    drop(watchdog);
     sig_handle.close();
     let _ = stopper.join();
     drop(forwards);
