@@ -106,6 +106,7 @@ fn main() {
                     binary: env!("CARGO_BIN_EXE_tollgate").into(),
                     progress: false,
                     max_loss_pct: 0.1,
+                    flood: None,
                 };
                 let r = match run(&opts, &stop) {
                     Ok(r) => r,

@@ -95,6 +95,11 @@ struct LabArgs {
     /// Print the report as JSON (progress still goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Flood the carrier SIP port from a fourth namespace outside every ACL (INVITEs, scanner OPTIONS,
+    /// garbage, as fast as one thread sends) while the calls are placed and talk, for at most SECONDS; the run
+    /// then also checks that the flooder is banned and tollgate's memory stayed bounded.
+    #[arg(long, value_name = "SECONDS")]
+    flood: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -396,6 +401,7 @@ fn lab(a: LabArgs) -> ExitCode {
         plain,
         relay,
         json,
+        flood,
     } = a;
     use tollgate::lab::{guard, run, topo};
     if !topo::is_root() {
@@ -409,9 +415,10 @@ fn lab(a: LabArgs) -> ExitCode {
         || calls > 2000
         || !(0.1..=1000.0).contains(&rate)
         || !(0.5..=3600.0).contains(&duration)
+        || flood.is_some_and(|f| !(0.5..=600.0).contains(&f))
     {
         eprintln!(
-            "tollgate lab: --calls 1..=2000, --rate 0.1..=1000, --duration 0.5..=3600 seconds"
+            "tollgate lab: --calls 1..=2000, --rate 0.1..=1000, --duration 0.5..=3600 seconds, --flood 0.5..=600 seconds"
         );
         return ExitCode::from(2);
     }
@@ -439,6 +446,7 @@ fn lab(a: LabArgs) -> ExitCode {
         binary,
         progress: true,
         max_loss_pct: max_loss,
+        flood: flood.map(std::time::Duration::from_secs_f64),
     };
     match run::run(&opts, &stop) {
         Ok(report) => {

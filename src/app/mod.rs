@@ -90,6 +90,8 @@ pub struct App {
     notifier: Option<crate::ops::notify::Notifier>,
     /// Proves to the watchdog that the signaling thread still turns.
     heartbeat: Option<crate::ops::notify::Heartbeat>,
+    /// `[security] kernel_bans`: the guard's bans mirrored into netfilter.
+    kernel_bans: Option<crate::ops::kernel_bans::KernelBans>,
 }
 
 /// What other threads ask of the signaling thread: the signal thread and the control socket.
@@ -160,7 +162,14 @@ impl App {
             cdr: None,
             notifier: None,
             heartbeat: None,
+            kernel_bans: None,
         }
+    }
+
+    /// Mirror the guard's bans into netfilter (`[security] kernel_bans`).
+    pub fn with_kernel_bans(mut self, k: crate::ops::kernel_bans::KernelBans) -> Self {
+        self.kernel_bans = Some(k);
+        self
     }
 
     /// Where finished calls are written (`[mgmt] cdr_file`); without one they are logged.
@@ -350,6 +359,10 @@ impl App {
             return;
         }
         self.next_publish = Some(now + PUBLISH_EVERY);
+        if let Some(k) = &mut self.kernel_bans {
+            let ips: Vec<std::net::IpAddr> = self.b2b.bans(now).into_iter().map(|b| b.0).collect();
+            k.sync(&ips);
+        }
         let trunks = self.b2b.trunk_views();
         for t in &trunks {
             self.cps.sample(&t.name, t.totals.calls, now);
@@ -679,6 +692,18 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
             .with_context(|| format!("[mgmt] cdr_file {}", p.display()))?;
         tracing::info!(file = %p.display(), "call records appended");
         app = app.with_cdr(w);
+    }
+    if app.b2bua().config().security.kernel_bans {
+        // Without netfilter the guard still bans in userspace; a flood then costs socket queue, not calls state.
+        match crate::ops::kernel_bans::KernelBans::start(&app.b2bua().config().node.name) {
+            Ok(k) => {
+                tracing::info!("bans are mirrored into netfilter (raw PREROUTING)");
+                app = app.with_kernel_bans(k);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "kernel_bans: netfilter not available, bans stay in userspace")
+            }
+        }
     }
     let notifier = crate::ops::notify::Notifier::from_env().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "NOTIFY_SOCKET unusable: no systemd notifications");

@@ -519,10 +519,15 @@ impl B2bua {
     /// 403 (stateless) or dropped per `[security] unauthorized`. Trunk peers are limited per trunk by
     /// admission instead: a carrier sends every call from one address, far above per-source rates.
     fn allowed(&mut self, now: Instant, src: SocketAddr, flow: Flow, data: &[u8]) -> bool {
+        let known = self.routing.trunk_of_source(src.ip()).is_some();
+        // A banned flooder costs one hash lookup, not a parse.
+        if !known && self.guard.is_banned(src.ip(), now) {
+            self.counters.guard_dropped += 1;
+            return false;
+        }
         let sec = &self.cfg.security;
         let framed = Message::frame_only(data).ok();
         let header_count = framed.as_ref().map_or(0, |m| m.header_count());
-        let known = self.routing.trunk_of_source(src.ip()).is_some();
         let verdict = if known {
             if data.len() > sec.max_message_size as usize {
                 Verdict::Reject(513)

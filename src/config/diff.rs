@@ -152,14 +152,16 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             os.tcp_max_per_source,
             os.tcp_idle_timeout_s,
             os.tcp_message_timeout_ms,
+            os.kernel_bans,
         ) != (
             ns.tcp_max_connections,
             ns.tcp_max_per_source,
             ns.tcp_idle_timeout_s,
             ns.tcp_message_timeout_ms,
+            ns.kernel_bans,
         ) {
             d.restart_reasons
-                .push("TCP connection limits or timeouts changed".into());
+                .push("TCP connection limits, timeouts or kernel_bans changed".into());
         }
     }
     if old.mgmt != new.mgmt {

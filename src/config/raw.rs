@@ -214,6 +214,7 @@ pub(crate) struct RawSecurity {
     pub tcp_max_per_source: Option<S<i64>>,
     pub tcp_idle_timeout_s: Option<S<i64>>,
     pub tcp_message_timeout_ms: Option<S<i64>>,
+    pub kernel_bans: Option<S<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

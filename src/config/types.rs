@@ -536,6 +536,9 @@ pub struct Security {
     /// A message (or TLS handshake) whose first byte has arrived must be complete within this long, or the
     /// connection is closed: bytes trickling in keep a connection from being idle, not from being cut.
     pub tcp_message_timeout_ms: u32,
+    /// Banned sources are also dropped by netfilter (`raw PREROUTING`, chain `TGBAN-<node>`), so a flood
+    /// from them stops filling the SIP socket's queue; the guard's own bans work without it.
+    pub kernel_bans: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1408,5 +1408,6 @@ fn validate_security(v: &mut V, s: &RawSecurity) -> Security {
             "tcp_message_timeout_ms",
             10_000,
         ),
+        kernel_bans: s.kernel_bans.as_ref().is_some_and(|b| *b.get_ref()),
     }
 }

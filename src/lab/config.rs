@@ -64,6 +64,10 @@ replace = "+18005551234"
 from = "carrier"
 to = "cloud"
 
+[security]
+# the flooder of `tollgate lab --flood` is dropped by netfilter once banned
+kernel_bans = true
+
 [mgmt]
 control_socket = "/tmp/tollgate-lab-{tag}.sock"
 "#,

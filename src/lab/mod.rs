@@ -3,6 +3,7 @@
 //! cloud's user agents (`ua`), the driver that places the calls and runs their audio (`run`) and the
 //! report it prints and checks (`report`).
 pub mod config;
+pub mod flood;
 pub mod guard;
 pub mod report;
 pub mod run;

@@ -28,6 +28,28 @@ pub struct Latency {
     pub max_us: f64,
 }
 
+/// `--flood`: what the attacker sent and what tollgate made of it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FloodReport {
+    pub flooder: String,
+    pub packets: u64,
+    pub send_errors: u64,
+    pub seconds: f64,
+    pub rate_pps: f64,
+    /// The flooder's address is on tollgate's ban list (`tollgate ctl ban list`) when the flood ends.
+    pub banned: bool,
+    /// Requests tollgate dropped unanswered / answered 403 or 4xx, all sources (its own counters).
+    pub sbc_dropped: u64,
+    pub sbc_rejected: u64,
+    /// tollgate's resident memory when the flood started and when it ended.
+    pub rss_kb_before: u64,
+    pub rss_kb_after: u64,
+    pub ctl_error: Option<String>,
+}
+
+/// Memory tollgate may gain over a flood: bounded tables mean a flood costs nothing that stays.
+pub const FLOOD_RSS_GROWTH_KB: u64 = 64 * 1024;
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LabReport {
     /// `tollgate`, or `rtpengine` for the media baseline (set up over ng, no SIP).
@@ -47,6 +69,8 @@ pub struct LabReport {
     /// `code: count` of the failures (408 = no final answer in time).
     pub failures: Vec<(u16, usize)>,
     pub calls_ended_cleanly: usize,
+    /// INVITEs the carrier sent again because nothing answered within T1 (Timer A).
+    pub invites_retransmitted: u64,
     /// Post-dial delay, INVITE sent to 200 received, milliseconds.
     pub pdd_ms_p50: f64,
     pub pdd_ms_max: f64,
@@ -64,6 +88,7 @@ pub struct LabReport {
     /// One-way latency through tollgate (two veth hops and the SBC), both directions.
     pub latency: Latency,
     pub interrupted: bool,
+    pub flood: Option<FloodReport>,
     /// Checks that failed; empty means the lab passed.
     pub problems: Vec<String>,
     pub workdir: String,
@@ -134,6 +159,22 @@ impl LabReport {
                 p.push(format!("{name}: no SRTP packet authenticated"));
             }
         }
+        if let Some(f) = &self.flood {
+            if let Some(e) = &f.ctl_error {
+                p.push(format!("flood: could not ask tollgate: {e}"));
+            } else if !f.banned {
+                p.push(format!("flood: {} is not on the ban list", f.flooder));
+            }
+            if f.packets == 0 {
+                p.push("flood: the flooder sent nothing".to_owned());
+            }
+            let growth = f.rss_kb_after.saturating_sub(f.rss_kb_before);
+            if growth > FLOOD_RSS_GROWTH_KB {
+                p.push(format!(
+                    "flood: tollgate grew {growth} KiB (limit {FLOOD_RSS_GROWTH_KB} KiB)"
+                ));
+            }
+        }
         self.problems = p;
     }
 
@@ -171,7 +212,7 @@ impl LabReport {
             if self.cloud_srtp { "SRTP" } else { "plain RTP" }
         ));
         s.push_str(&format!(
-            "calls      {} attempted, {} answered, {} failed{}, {} ended with BYE/200\n",
+            "calls      {} attempted, {} answered, {} failed{}, {} ended with BYE/200, {} INVITE retransmissions\n",
             self.calls_attempted,
             self.calls_answered,
             self.calls_failed,
@@ -180,7 +221,8 @@ impl LabReport {
             } else {
                 format!(" {:?}", self.failures)
             },
-            self.calls_ended_cleanly
+            self.calls_ended_cleanly,
+            self.invites_retransmitted
         ));
         if self.sip {
             s.push_str(&format!(
@@ -213,6 +255,20 @@ impl LabReport {
             "relay cpu  {:.1} % of one core during the audio\n",
             self.relay_cpu_pct
         ));
+        if let Some(f) = &self.flood {
+            s.push_str(&format!(
+                "flood      {} packets from {} in {:.1} s ({:.0} pps); tollgate dropped {}, rejected {}; flooder {}; RSS {} -> {} KiB\n",
+                f.packets,
+                f.flooder,
+                f.seconds,
+                f.rate_pps,
+                f.sbc_dropped,
+                f.sbc_rejected,
+                if f.banned { "banned" } else { "NOT banned" },
+                f.rss_kb_before,
+                f.rss_kb_after
+            ));
+        }
         if self.problems.is_empty() {
             s.push_str("result     PASS\n");
         } else {

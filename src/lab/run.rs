@@ -10,12 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::config::{LabAddrs, render};
+use super::flood::{Flood, FloodStats};
+use super::report::FloodReport;
 use super::report::{Direction, LabReport, Latency};
 use super::topo::{self, Topo};
 use super::ua::{CallState, CarrierCall, CloudUas, DIALED, TRANSLATED, UacAction, dtmf_packet};
 use crate::loadgen::generator::{GenConfig, Pace, run_gen};
 use crate::loadgen::sink::{SinkConfig, run_sink_signalled, set_rcvbuf};
 use crate::loadgen::transform::{PacketTransform, Plain};
+use crate::mgmt::ctl::{CtlReply, CtlRequest};
 use crate::sip::Message;
 use crate::srtp::{Config as SrtpConfig, MasterKey, SrtpContext};
 
@@ -57,6 +60,8 @@ pub struct LabOptions {
     pub progress: bool,
     /// Loss above this fails the run.
     pub max_loss_pct: f64,
+    /// Flood the SBC from outside every ACL while the calls are placed and talk, for at most this long.
+    pub flood: Option<Duration>,
 }
 
 const SIP_PORT: u16 = 5060;
@@ -66,6 +71,8 @@ const CLOUD_SIP_PORT: u16 = 5080;
 const MEDIA_BASE: u16 = 20000;
 const SSRC_BASE: u32 = 0x7a11_0000;
 const DTMF_SSRC_BASE: u32 = 0x7d00_0000;
+/// RFC 3261 T1: the first INVITE retransmission interval over UDP.
+const T1: Duration = Duration::from_millis(500);
 /// Time for one call's final answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -115,7 +122,10 @@ pub fn run(opts: &LabOptions, stop: &AtomicBool) -> Result<LabReport, String> {
     let _ = topo::sweep_stale();
     let workdir = std::env::temp_dir().join(format!("tollgate-lab-{}", std::process::id()));
     std::fs::create_dir_all(&workdir).map_err(|e| format!("{}: {e}", workdir.display()))?;
-    let t = Topo::new("", 77)?;
+    let mut t = Topo::new("", 77)?;
+    if opts.flood.is_some() && opts.relay == Relay::Tollgate {
+        t.add_flooder()?;
+    }
     let mut report = match opts.relay {
         Relay::Tollgate => run_tollgate(opts, stop, &t, &workdir)?,
         Relay::Rtpengine => run_rtpengine(opts, stop, &t, &workdir)?,
@@ -184,6 +194,8 @@ fn run_tollgate(
         relay_pid: sbc.child.id(),
         calls: Vec::new(),
         invited_at: Vec::new(),
+        retransmits: Vec::new(),
+        invites_retransmitted: 0,
         pdd: Vec::new(),
         buf: vec![0u8; 65536],
     };
@@ -205,11 +217,30 @@ fn run_tollgate(
         ..LabReport::default()
     };
 
+    // The flood runs through call placement and the audio: new calls must get through it, live ones survive it.
+    let rss_before = rss_kb(lab.relay_pid);
+    let flood = match (opts.flood, &t.flooder) {
+        (Some(max), Some((ns, ip))) => {
+            progress(
+                opts,
+                &format!("flooding {sbc_sip} from {ip} for at most {max:?}\n"),
+            );
+            Some(Flood::start(
+                ns,
+                SocketAddr::new(IpAddr::V4(*ip), SIP_PORT),
+                sbc_sip,
+                max,
+            )?)
+        }
+        _ => None,
+    };
+
     lab.place_calls();
     let answered: Vec<usize> = (0..lab.calls.len())
         .filter(|&i| lab.calls[i].state == CallState::Answered)
         .collect();
     report.calls_answered = answered.len();
+    report.invites_retransmitted = lab.invites_retransmitted;
     let mut failures: HashMap<u16, usize> = HashMap::new();
     for c in &lab.calls {
         if let CallState::Failed(code) = c.state {
@@ -260,10 +291,75 @@ fn run_tollgate(
         report.latency = media.latency;
         report.relay_cpu_pct = media.relay_cpu_pct;
     }
+    if let Some(f) = flood {
+        let stats = f.stop();
+        report.flood = Some(flood_report(
+            stats,
+            t,
+            &cfg_path,
+            rss_before,
+            rss_kb(lab.relay_pid),
+        ));
+    }
     report.interrupted = stop.load(Ordering::Relaxed);
     report.calls_ended_cleanly = lab.hang_up(&answered);
     sbc.stop();
     Ok(report)
+}
+
+/// Resident memory of `pid` in KiB (`VmRSS`), 0 when unreadable.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What the flood did to tollgate, asked over its control socket (bans and counters) and `/proc` (memory).
+fn flood_report(
+    stats: FloodStats,
+    t: &Topo,
+    cfg_path: &Path,
+    rss_before: u64,
+    rss_after: u64,
+) -> FloodReport {
+    let flooder = t
+        .flooder
+        .as_ref()
+        .map(|f| f.1.to_string())
+        .unwrap_or_default();
+    let mut r = FloodReport {
+        packets: stats.packets,
+        send_errors: stats.errors,
+        seconds: stats.seconds,
+        rate_pps: stats.rate_pps(),
+        flooder: flooder.clone(),
+        rss_kb_before: rss_before,
+        rss_kb_after: rss_after,
+        ..FloodReport::default()
+    };
+    let sock = match crate::config::load_file(cfg_path) {
+        Ok(c) => c.mgmt.control_socket,
+        Err(e) => {
+            r.ctl_error = Some(e.to_string());
+            return r;
+        }
+    };
+    match crate::mgmt::ctl::request(&sock, &CtlRequest::BanList) {
+        Ok(CtlReply::Bans(b)) => r.banned = b.iter().any(|b| b.addr == flooder),
+        Ok(other) => r.ctl_error = Some(format!("ban list: {other:?}")),
+        Err(e) => r.ctl_error = Some(format!("{}: {e}", sock.display())),
+    }
+    if let Ok(CtlReply::Stats(s)) = crate::mgmt::ctl::request(&sock, &CtlRequest::Stats) {
+        let n = |k: &str| s.get(k).copied().unwrap_or(0.0) as u64;
+        r.sbc_dropped = n("b2bua.guard_dropped") + n("b2bua.acl_dropped");
+        r.sbc_rejected = n("b2bua.acl_rejected") + n("b2bua.guard_rejected");
+    }
+    r
 }
 
 /// The same media phase through rtpengine in the SBC namespace: calls set up over ng (offer from the
@@ -417,6 +513,8 @@ fn run_rtpengine(
         ),
         calls: Vec::new(),
         invited_at: Vec::new(),
+        retransmits: Vec::new(),
+        invites_retransmitted: 0,
         pdd: Vec::new(),
         buf: vec![0u8; 65536],
     };
@@ -558,6 +656,9 @@ struct Lab<'a> {
     uas: CloudUas,
     calls: Vec<CarrierCall>,
     invited_at: Vec<Instant>,
+    /// INVITE retransmissions per call, and in all.
+    retransmits: Vec<u32>,
+    invites_retransmitted: u64,
     pdd: Vec<f64>,
     buf: Vec<u8>,
 }
@@ -653,6 +754,7 @@ impl Lab<'_> {
                     .carrier_sip
                     .send_to(inv.as_bytes(), self.calls[next].sbc);
                 self.invited_at.push(Instant::now());
+                self.retransmits.push(0);
                 next += 1;
             }
             self.idle();
@@ -662,6 +764,19 @@ impl Lab<'_> {
                     && t0.elapsed() > ANSWER_TIMEOUT
                 {
                     c.state = CallState::Failed(408);
+                }
+                // Timer A over UDP: the same INVITE again at 0.5, 1.5, 3.5, 7.5 s until something answers.
+                let sent = self.retransmits.get(i).copied().unwrap_or(0);
+                if c.state == CallState::Inviting
+                    && !c.heard
+                    && sent < 4
+                    && t0.elapsed() >= T1 * ((1u32 << (sent + 1)) - 1)
+                {
+                    let _ = self.carrier_sip.send_to(c.invite().as_bytes(), c.sbc);
+                    if let Some(r) = self.retransmits.get_mut(i) {
+                        *r += 1;
+                    }
+                    self.invites_retransmitted += 1;
                 }
             }
             let open = self.calls[..next]

@@ -71,6 +71,8 @@ pub struct Topo {
     pub sbc_carrier_ip: Ipv4Addr,
     pub sbc_cloud_ip: Ipv4Addr,
     pub cloud_ip: Ipv4Addr,
+    /// A fourth host on its own link to the SBC, outside every ACL (`add_flooder`).
+    pub flooder: Option<(String, Ipv4Addr)>,
 }
 
 impl Topo {
@@ -86,6 +88,7 @@ impl Topo {
             sbc_carrier_ip: Ipv4Addr::new(10, net, 1, 1),
             sbc_cloud_ip: Ipv4Addr::new(10, net, 2, 1),
             cloud_ip: Ipv4Addr::new(10, net, 2, 2),
+            flooder: None,
         };
         t.delete();
         // From here on `t` is dropped (and the namespaces deleted) on any error.
@@ -126,6 +129,39 @@ impl Topo {
         Ok(t)
     }
 
+    /// Adds the attacker: namespace `…fld` at 10.`net`.3.2, linked to the SBC's 10.`net`.3.1 and routed to
+    /// the SBC's carrier address, so its packets reach the carrier SIP port from a source no ACL admits.
+    pub fn add_flooder(&mut self) -> Result<(), String> {
+        let ns = self.sbc.replace("sbc", "fld");
+        let net = self.sbc_carrier_ip.octets()[1];
+        let (ip, gw) = (Ipv4Addr::new(10, net, 3, 2), Ipv4Addr::new(10, net, 3, 1));
+        run(&["ip", "netns", "add", &ns])?;
+        self.flooder = Some((ns.clone(), ip));
+        run(&[
+            "ip", "link", "add", "f0", "netns", &ns, "type", "veth", "peer", "name", "s2", "netns",
+            &self.sbc,
+        ])?;
+        for (n, dev, a) in [(ns.as_str(), "f0", ip), (self.sbc.as_str(), "s2", gw)] {
+            run(&["ip", "-n", n, "addr", "add", &format!("{a}/24"), "dev", dev])?;
+            run(&["ip", "-n", n, "link", "set", dev, "up"])?;
+        }
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &gw.to_string(),
+        ])?;
+        run(&[
+            "ip", "netns", "exec", &ns, "ethtool", "-K", "f0", "tx", "off",
+        ])?;
+        Ok(())
+    }
+
     /// Run a command inside namespace `ns` and return its stdout.
     pub fn exec(&self, ns: &str, args: &[&str]) -> Result<String, String> {
         let mut v = vec!["ip", "netns", "exec", ns];
@@ -158,7 +194,8 @@ impl Topo {
     }
 
     fn delete(&self) {
-        for ns in self.names() {
+        let extra = self.flooder.as_ref().map(|f| f.0.as_str());
+        for ns in self.names().into_iter().chain(extra) {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }

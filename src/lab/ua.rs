@@ -101,6 +101,8 @@ pub struct CarrierCall {
     pub state: CallState,
     /// The SBC's media address toward us, from its answer.
     pub sbc_media: Option<SdpMedia>,
+    /// A response to the INVITE arrived: retransmissions stop (RFC 3261 17.1.1.2, Timer A).
+    pub heard: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +142,7 @@ impl CarrierCall {
             media,
             state: CallState::Inviting,
             sbc_media: None,
+            heard: false,
         }
     }
 
@@ -214,6 +217,7 @@ impl CarrierCall {
         let cseq = msg.cseq();
         match cseq.method {
             Method::Invite => {
+                self.heard = true;
                 if let Some(t) = msg.to_tag() {
                     self.to_tag = Some(String::from_utf8_lossy(t).into_owned());
                 }

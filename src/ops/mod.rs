@@ -2,4 +2,5 @@
 
 pub mod doctor;
 pub mod install;
+pub mod kernel_bans;
 pub mod notify;

@@ -221,6 +221,7 @@ mod tests {
             tcp_max_per_source: 10,
             tcp_idle_timeout_s: 600,
             tcp_message_timeout_ms: 10_000,
+            kernel_bans: false,
         }
     }
 
