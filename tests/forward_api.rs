@@ -7,8 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
-use tollgate::forward::runtime::ApiServer;
+use tollgate::forward::admin::{Admin, AdminOptions};
+use tollgate::forward::auth::LockoutPolicy;
+use tollgate::forward::http::ApiServer;
 use tollgate::forward::store::Forwarding;
+use tollgate::forward::users::add_user;
 use tollgate::forward::{Catalog, empty_table};
 
 /// Ports 44000–44999 (forward_e2e has 45000–45999): a block of 20 per process.
@@ -31,30 +34,100 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-fn server(name: &str) -> (ApiServer, Arc<Forwarding>, PathBuf) {
-    let d = tmp(name);
-    let fw = Forwarding::open(&d.join("fwd.db"), catalog(), empty_table()).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", port()).parse().unwrap();
-    (ApiServer::start(addr, fw.clone()).unwrap(), fw, d)
+const USER: &str = "admin";
+const PASSWORD: &str = "correct horse battery";
+
+fn admin(fw: Arc<Forwarding>, db: PathBuf, lockout_after: u32) -> Arc<Admin> {
+    Arc::new(Admin::new(
+        fw,
+        db,
+        AdminOptions {
+            node: "test".into(),
+            lockout: LockoutPolicy {
+                after: lockout_after,
+                window: Duration::from_secs(60),
+            },
+            secure: false,
+        },
+    ))
 }
 
-/// One request; returns (status, body as JSON or Null).
-fn req(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+/// A server with user `admin` on a fresh database.
+fn server(name: &str) -> (ApiServer, Arc<Forwarding>, PathBuf) {
+    let d = tmp(name);
+    let db = d.join("fwd.db");
+    add_user(&db, USER, PASSWORD).unwrap();
+    let fw = Forwarding::open(&db, catalog(), empty_table()).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", port()).parse().unwrap();
+    let srv = ApiServer::start(addr, admin(fw.clone(), db, 5), None).unwrap();
+    (srv, fw, d)
+}
+
+/// One raw exchange; returns (status, head, body).
+fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// A signed-in API client: the session cookie and the CSRF token the sign-in returned.
+#[derive(Clone)]
+struct Client {
+    addr: SocketAddr,
+    cookie: String,
+    csrf: String,
+}
+
+fn sign_in(addr: SocketAddr) -> Client {
+    let creds = format!(r#"{{"user":"{USER}","password":"{PASSWORD}"}}"#);
+    let (st, head, body) = raw(
+        addr,
+        "POST",
+        "/api/session",
+        "Content-Type: application/json\r\n",
+        &creds,
+    );
+    assert_eq!(st, 200, "{head}\n{body}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    Client {
+        addr,
+        cookie,
+        csrf: v["csrf"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// One request as a signed-in client; returns (status, body as JSON or Null).
+fn req(c: &Client, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let h = format!(
+        "Content-Type: application/json\r\nCookie: {}\r\nX-CSRF-Token: {}\r\n",
+        c.cookie, c.csrf
+    );
+    let (st, _, body) = raw(c.addr, method, path, &h, body);
     (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        st,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
 }
 
@@ -63,7 +136,7 @@ const GOOD: &str = r#"{"number":"+18005551234","target":"+442071838750","trunk":
 #[test]
 fn every_endpoint() {
     let (srv, fw, _d) = server("endpoints");
-    let a = srv.local_addr();
+    let a = &sign_in(srv.local_addr());
     let (st, doc) = req(a, "GET", "/api/openapi.json", "");
     assert_eq!(st, 200);
     assert_eq!(doc["openapi"], "3.0.3");
@@ -114,7 +187,10 @@ fn every_endpoint() {
         (st, b),
         (
             200,
-            serde_json::json!([{"name":"carrier"},{"name":"cloud"}])
+            serde_json::json!([
+                {"name":"carrier","active_calls":null,"max_calls":null},
+                {"name":"cloud","active_calls":null,"max_calls":null}
+            ])
         )
     );
 
@@ -131,7 +207,8 @@ fn every_endpoint() {
     let rows = b.as_array().unwrap();
     assert_eq!(rows.len(), 3, "{b}");
     assert!(
-        rows.iter().all(|r| r.to_string().contains("api@127.0.0.1")),
+        rows.iter()
+            .all(|r| r.to_string().contains("admin@127.0.0.1")),
         "{b}"
     );
 
@@ -205,7 +282,7 @@ const INVALID: &[(&str, &str)] = &[
 #[test]
 fn every_validation_error_is_400_with_field_and_reason() {
     let (srv, fw, _d) = server("invalid");
-    let a = srv.local_addr();
+    let a = &sign_in(srv.local_addr());
     for (body, want) in INVALID {
         for (m, p) in [
             ("POST", "/api/forwards"),
@@ -252,10 +329,12 @@ fn every_validation_error_is_400_with_field_and_reason() {
 #[test]
 fn two_concurrent_clients_lose_nothing() {
     let (srv, fw, _d) = server("concurrent");
-    let a = srv.local_addr();
+    let addr = srv.local_addr();
     let threads: Vec<_> = (0..2)
         .map(|c| {
             std::thread::spawn(move || {
+                // Two clients: two operators, each with their own session.
+                let a = &sign_in(addr);
                 let number = format!("+1800555123{}", 4 + c);
                 for i in 0..25 {
                     let body = format!(
@@ -377,18 +456,20 @@ fn forward_survives_restart() {
     let db = d.join("fwd.db");
     let (sip, api) = (port(), port());
     let cfg = config(&d, &db, sip, api);
+    add_user(&db, USER, PASSWORD).unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{api}").parse().unwrap();
     {
         let mut t = spawn(&cfg);
         wait_api(addr, &mut t);
-        let (st, b) = req(addr, "POST", "/api/forwards", GOOD);
+        let (st, b) = req(&sign_in(addr), "POST", "/api/forwards", GOOD);
         assert_eq!(st, 201, "{b}");
     }
     // A fresh SIP port: the killed process's io_uring teardown may hold the old one for a moment.
     let cfg = config(&d, &db, port(), api);
     let mut t = spawn(&cfg);
     wait_api(addr, &mut t);
-    let (st, b) = req(addr, "GET", "/api/forwards/+18005551234", "");
+    // Sessions do not survive a restart (they live in memory); the user and the forward do.
+    let (st, b) = req(&sign_in(addr), "GET", "/api/forwards/+18005551234", "");
     assert_eq!(
         (st, b["target"].as_str()),
         (200, Some("+442071838750")),
@@ -507,4 +588,156 @@ fn ctl_user_add_reads_the_password_from_stdin() {
     // The users table does not stop the daemon from opening the database.
     let (ok, out) = ctl(&cfg, &["backup", d.join("b.db").to_str().unwrap()]);
     assert!(ok, "{out}");
+}
+
+#[test]
+fn sign_in_sessions_csrf_and_lockout_over_the_wire() {
+    let d = tmp("auth");
+    let db = d.join("fwd.db");
+    add_user(&db, USER, PASSWORD).unwrap();
+    let fw = Forwarding::open(&db, catalog(), empty_table()).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", port()).parse().unwrap();
+    let _srv = ApiServer::start(addr, admin(fw.clone(), db, 3), None).unwrap();
+    let json = "Content-Type: application/json\r\n";
+
+    // Nothing but the OpenAPI document without a session.
+    assert_eq!(raw(addr, "GET", "/api/openapi.json", "", "").0, 200);
+    for (m, p) in [
+        ("GET", "/api/forwards"),
+        ("GET", "/api/numbers"),
+        ("GET", "/api/trunks"),
+        ("GET", "/api/audit"),
+        ("POST", "/api/forwards"),
+        ("DELETE", "/api/forwards/+18005551234"),
+    ] {
+        assert_eq!(raw(addr, m, p, json, GOOD).0, 401, "{m} {p}");
+    }
+    let c = sign_in(addr);
+    // A valid cookie without the CSRF token changes nothing.
+    let h = format!("{json}Cookie: {}\r\n", c.cookie);
+    assert_eq!(raw(addr, "POST", "/api/forwards", &h, GOOD).0, 403);
+    let h2 = format!("{h}X-CSRF-Token: {}\r\n", "f".repeat(64));
+    assert_eq!(raw(addr, "POST", "/api/forwards", &h2, GOOD).0, 403);
+    assert!(fw.list().unwrap().is_empty());
+    assert_eq!(req(&c, "POST", "/api/forwards", GOOD).0, 201);
+    // A forged cookie is no session.
+    let forged = Client {
+        cookie: format!("tg_session={}", "0".repeat(64)),
+        ..c.clone()
+    };
+    assert_eq!(req(&forged, "GET", "/api/forwards", "").0, 401);
+    // The cookie: HttpOnly, SameSite=Strict, no Secure over plain HTTP.
+    let creds = format!(r#"{{"user":"{USER}","password":"{PASSWORD}"}}"#);
+    let (_, head, _) = raw(addr, "POST", "/api/session", json, &creds);
+    let set = head
+        .lines()
+        .find(|l| l.starts_with("Set-Cookie: tg_session="))
+        .unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && !set.contains("Secure"),
+        "{set}"
+    );
+    assert!(
+        head.contains("X-Frame-Options: DENY") && head.contains("X-Content-Type-Options: nosniff")
+    );
+
+    // Lockout: the third wrong password locks the user, then even the right one gets 429 with Retry-After.
+    let wrong = format!(r#"{{"user":"{USER}","password":"not the password"}}"#);
+    assert_eq!(raw(addr, "POST", "/api/session", json, &wrong).0, 401);
+    assert_eq!(raw(addr, "POST", "/api/session", json, &wrong).0, 401);
+    let (st, head, body) = raw(addr, "POST", "/api/session", json, &wrong);
+    assert_eq!(st, 429, "{body}");
+    assert!(head.contains("Retry-After: 60"), "{head}");
+    let (st, _, body) = raw(addr, "POST", "/api/session", json, &creds);
+    assert_eq!(st, 429, "locked even with the right password: {body}");
+    // An existing session is not ended by the lockout of new sign-ins.
+    assert_eq!(req(&c, "GET", "/api/forwards", "").0, 200);
+    // Unknown users are answered like wrong passwords (no user enumeration).
+    let ghost = r#"{"user":"ghost","password":"whatever it is"}"#;
+    let (st, _, body) = raw(addr, "POST", "/api/session", json, ghost);
+    assert_eq!(st, 401);
+    assert!(body.contains("wrong user name or password"), "{body}");
+    // Sign-out ends the session.
+    assert_eq!(req(&c, "DELETE", "/api/session", "").0, 200);
+    assert_eq!(req(&c, "GET", "/api/forwards", "").0, 401);
+}
+
+#[test]
+fn over_tls_the_session_cookie_is_secure() {
+    let d = tmp("tls");
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args(["-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !ok.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: openssl not installed (apt-get install openssl)");
+        return;
+    }
+    let db = d.join("fwd.db");
+    add_user(&db, USER, PASSWORD).unwrap();
+    let fw = Forwarding::open(&db, catalog(), empty_table()).unwrap();
+    let tls = tollgate::signaling::tls::build_server_config(
+        &tollgate::signaling::tls::TlsServerFiles::single(&cert, &key),
+    )
+    .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", port()).parse().unwrap();
+    let a = Arc::new(Admin::new(
+        fw,
+        db,
+        AdminOptions {
+            node: "tls".into(),
+            lockout: LockoutPolicy::default(),
+            secure: true,
+        },
+    ));
+    let _srv = ApiServer::start(addr, a, Some(Arc::new(tls))).unwrap();
+    let creds = format!(r#"{{"user":"{USER}","password":"{PASSWORD}"}}"#);
+    let request = format!(
+        "POST /api/session HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{creds}",
+        creds.len()
+    );
+    let mut c = Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-quiet", "-connect"])
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).into_owned();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let set = out
+        .lines()
+        .find(|l| l.starts_with("Set-Cookie: tg_session="))
+        .unwrap();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    // Plain HTTP to the TLS port gets no answer.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(b"GET /api/openapi.json HTTP/1.1\r\n\r\n");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    assert!(!buf.starts_with("HTTP/1.1 200"), "{buf}");
 }

@@ -58,18 +58,38 @@ fn sipp(dir: &Path, scen: &str, ip: &str, port: u16, target: Option<&str>, args:
     Proc(c.spawn().expect("start sipp"))
 }
 
-fn req(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+/// One request with extra header lines `auth`; returns (status, whole answer).
+fn req(addr: SocketAddr, auth: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     (out[9..12].parse().unwrap(), out)
+}
+
+/// Signs in as `user`; returns the header lines (session cookie and CSRF token) later requests carry.
+fn sign_in(addr: SocketAddr, user: &str, password: &str) -> String {
+    let creds = format!(r#"{{"user":"{user}","password":"{password}"}}"#);
+    let (st, out) = req(addr, "", "POST", "/api/session", &creds);
+    assert_eq!(st, 200, "{out}");
+    let cookie = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let body = out.split_once("\r\n\r\n").unwrap().1;
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    format!(
+        "Cookie: {cookie}\r\nX-CSRF-Token: {}\r\n",
+        v["csrf"].as_str().unwrap()
+    )
 }
 
 fn wait_sip(port: u16) {
@@ -149,6 +169,7 @@ numbers = ["+18005551234"]
     );
     let cfg_path = dir.join("tollgate.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
+    tollgate::forward::users::add_user(&db, "operator", "correct horse battery").unwrap();
     let log = std::fs::File::create(dir.join("tollgate.log")).unwrap();
     let _tollgate = Proc(
         Command::new(env!("CARGO_BIN_EXE_tollgate"))
@@ -186,8 +207,10 @@ numbers = ["+18005551234"]
         );
     };
 
+    let auth = sign_in(api, "operator", "correct horse battery");
     let (st, b) = req(
         api,
+        &auth,
         "POST",
         "/api/forwards",
         r#"{"number":"+18005551234","target":"+442071838750","trunk":"pstn"}"#,
@@ -196,7 +219,7 @@ numbers = ["+18005551234"]
     // The target UAS checks the request-URI and To carry the forward target and the caller ID is kept.
     call("uas_forward_target.xml", "127.0.0.3", target, "forwarded");
 
-    let (st, b) = req(api, "DELETE", "/api/forwards/+18005551234", "");
+    let (st, b) = req(api, &auth, "DELETE", "/api/forwards/+18005551234", "");
     assert_eq!(st, 200, "{b}");
     // The cloud UAS checks the request-URI and To carry the translated number (+18005551234).
     call("uas_answer.xml", "127.0.0.2", cloud, "normal route");

@@ -745,6 +745,9 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
     };
     let (live, calls) = (LivePublisher::new(), SnapshotPublisher::new());
     app = app.with_publishers(live.clone(), calls.clone());
+    if let Some(f) = &forwards {
+        f.attach_live(live.clone());
+    }
     let health = Arc::new(Health::default());
     let _mgmt = match app.b2bua().config().mgmt.http {
         Some(addr) => {

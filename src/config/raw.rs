@@ -232,6 +232,10 @@ pub(crate) struct RawForwarding {
     pub db: Option<S<String>>,
     pub api: Option<S<String>>,
     pub numbers: Option<Vec<S<String>>>,
+    pub lockout_after: Option<S<i64>>,
+    pub lockout_s: Option<S<i64>>,
+    pub tls_cert: Option<S<String>>,
+    pub tls_key: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

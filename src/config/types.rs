@@ -552,7 +552,7 @@ pub struct Mgmt {
 }
 
 /// `[forwarding]`: runtime call forwarding (see `crate::forward`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarding {
     /// The SQLite file; `None`: forwarding is off.
     pub db: Option<PathBuf>,
@@ -561,6 +561,31 @@ pub struct Forwarding {
     /// The appliance's own numbers (E.164, as after translation): forwards may be set on these, and a fixed
     /// caller ID must be one of them.
     pub numbers: Vec<String>,
+    /// Failed console sign-ins for one user within `lockout` before that user is locked for `lockout`.
+    pub lockout_after: u32,
+    pub lockout: std::time::Duration,
+    /// Serve the API and console over TLS (cookies then carry `Secure`).
+    pub tls: Option<ForwardingTls>,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding {
+            db: None,
+            api: None,
+            numbers: Vec::new(),
+            lockout_after: 5,
+            lockout: std::time::Duration::from_secs(900),
+            tls: None,
+        }
+    }
+}
+
+/// `[forwarding] tls_cert` / `tls_key` (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardingTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -556,7 +556,58 @@ fn validate_forwarding(v: &mut V, f: &RawForwarding) -> Forwarding {
             numbers.push(n.get_ref().clone());
         }
     }
-    Forwarding { db, api, numbers }
+    let lockout_after = v.int_or(
+        f.lockout_after.as_ref(),
+        1,
+        1000,
+        "forwarding.lockout_after",
+        5u32,
+    );
+    let lockout_s: u64 = v.int_or(
+        f.lockout_s.as_ref(),
+        1,
+        86_400,
+        "forwarding.lockout_s",
+        900u64,
+    );
+    let tls = match (&f.tls_cert, &f.tls_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => {
+            for p in [c, k] {
+                if !p.get_ref().starts_with('/') {
+                    v.err(
+                        p.span().start,
+                        "forwarding.tls_cert/tls_key must be absolute paths",
+                    );
+                }
+            }
+            Some(ForwardingTls {
+                cert: PathBuf::from(c.get_ref()),
+                key: PathBuf::from(k.get_ref()),
+            })
+        }
+        (Some(p), None) | (None, Some(p)) => {
+            v.err(
+                p.span().start,
+                "forwarding.tls_cert and forwarding.tls_key go together",
+            );
+            None
+        }
+    };
+    if tls.is_some() && api.is_none() {
+        v.err(
+            f.tls_cert.as_ref().map_or(0, |c| c.span().start),
+            "forwarding.tls_cert needs forwarding.api",
+        );
+    }
+    Forwarding {
+        db,
+        api,
+        numbers,
+        lockout_after,
+        lockout: std::time::Duration::from_secs(lockout_s),
+        tls,
+    }
 }
 
 fn validate_media(v: &mut V, m: &RawMedia) -> Media {

@@ -7,11 +7,17 @@
 //!   signalling thread reads, and the fallback decision ([`after_failure`]);
 //! - [`store`]: the SQLite file (WAL), the only place a forward is written; every committed change publishes a
 //!   new index into the shared [`ForwardTable`];
-//! - [`runtime`]: what `tollgate run` starts: opens the store, publishes the index, serves the REST API.
+//! - [`runtime`]: what `tollgate run` starts: opens the store, publishes the index, serves the REST API and the
+//!   console;
+//! - [`users`], [`auth`], [`console`]: argon2id users, sessions/CSRF/lockout (sans-IO), the console's HTML.
 //!
 //! The B2BUA only ever does `table.load().get(number)`: a lock-free pointer load and a hash lookup, never SQLite.
 
+pub mod admin;
+pub mod auth;
 pub mod backup;
+pub mod console;
+pub mod http;
 pub mod runtime;
 pub mod store;
 pub mod users;

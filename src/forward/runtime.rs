@@ -1,63 +1,86 @@
-//! Forwarding at run time: opens the store, publishes the index the B2BUA reads, and serves the REST API.
+//! Forwarding at run time: opens the store, publishes the index the B2BUA reads, starts the admin server, and
+//! routes the JSON API ([`handle`], called by [`super::admin`] once the request is signed in).
 //!
-//! The API server is a blocking std HTTP/1.1 server in the style of `mgmt::http`: admin traffic is a few
-//! requests a minute, so one accept thread plus one short-lived thread per connection (read timeout, bounded
-//! body, `Connection: close`) is enough, adds no dependency, and never runs on the signaling thread. The only
-//! thing the signaling thread ever sees is the `ForwardTable` pointer swap done by [`Forwarding`].
-//!
-//! Users, sessions and CSRF are not built yet, so [`start`] refuses to serve the API on anything but a loopback
-//! address: an unauthenticated write API that redirects calls must not face a network.
+//! The only thing the signaling thread ever sees is the `ForwardTable` pointer swap done by [`Forwarding`].
+use super::admin::{Admin, AdminOptions};
+use super::auth::LockoutPolicy;
+use super::http::ApiServer;
 use super::store::{Forwarding, StoreError};
 use super::{Catalog, FieldError, Forward, empty_table};
 use crate::config::Config;
+use crate::mgmt::LivePublisher;
 use anyhow::Context;
 use serde::Serialize;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// The OpenAPI 3 document of this API (kept in the repo next to this file).
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-const MAX_BODY: usize = 64 * 1024;
-const MAX_HEAD: usize = 16 * 1024;
-
-/// What `tollgate run` keeps alive while it serves: the forwarding service and the API thread.
+/// What `tollgate run` keeps alive while it serves: the forwarding service and the admin server.
 pub struct ForwardRuntime {
     pub forwarding: Arc<Forwarding>,
+    pub admin: Option<Arc<Admin>>,
     pub api: Option<ApiServer>,
 }
 
 /// Opens `[forwarding] db` (a corrupt, foreign, locked or newer file is an error, never an empty table), loads
-/// the index and starts the API on `[forwarding] api`. `Ok(None)`: forwarding is not configured.
+/// the index and starts the API and console on `[forwarding] api` (over TLS when `tls_cert`/`tls_key` are set).
+/// `Ok(None)`: forwarding is not configured.
 pub fn start(cfg: &Config) -> anyhow::Result<Option<ForwardRuntime>> {
-    let Some(db) = &cfg.forwarding.db else {
+    let f = &cfg.forwarding;
+    let Some(db) = &f.db else {
         return Ok(None);
     };
     let forwarding = Forwarding::open(db, Catalog::from_config(cfg), empty_table())?;
     tracing::info!(db = %db.display(), forwards = forwarding.table().load().len(), "forwarding loaded");
-    let api = match cfg.forwarding.api {
-        Some(addr) => {
-            anyhow::ensure!(
-                addr.ip().is_loopback(),
-                "forwarding.api {addr}: the API has no sign-in yet, so it is served on a loopback address only"
-            );
-            let s = ApiServer::start(addr, forwarding.clone())
-                .with_context(|| format!("forwarding API on {addr}"))?;
-            tracing::info!(addr = %s.local_addr(), "forwarding API listening");
-            Some(s)
-        }
+    let Some(addr) = f.api else {
+        return Ok(Some(ForwardRuntime {
+            forwarding,
+            admin: None,
+            api: None,
+        }));
+    };
+    let tls = match &f.tls {
+        Some(files) => Some(Arc::new(
+            crate::signaling::tls::build_server_config(
+                &crate::signaling::tls::TlsServerFiles::single(&files.cert, &files.key),
+            )
+            .with_context(|| format!("forwarding.tls_cert {}", files.cert.display()))?,
+        )),
         None => None,
     };
-    Ok(Some(ForwardRuntime { forwarding, api }))
+    let admin = Arc::new(Admin::new(
+        forwarding.clone(),
+        db.clone(),
+        AdminOptions {
+            node: cfg.node.name.clone(),
+            lockout: LockoutPolicy {
+                after: f.lockout_after,
+                window: f.lockout,
+            },
+            secure: tls.is_some(),
+        },
+    ));
+    let api = ApiServer::start(addr, admin.clone(), tls)
+        .with_context(|| format!("forwarding API on {addr}"))?;
+    tracing::info!(addr = %api.local_addr(), tls = f.tls.is_some(), "forwarding API and console listening");
+    Ok(Some(ForwardRuntime {
+        forwarding,
+        admin: Some(admin),
+        api: Some(api),
+    }))
 }
 
 impl ForwardRuntime {
     pub fn table(&self) -> super::ForwardTable {
         self.forwarding.table().clone()
+    }
+
+    /// Lets the console and `/api/trunks` show the live call count per trunk the signaling thread publishes.
+    pub fn attach_live(&self, live: Arc<LivePublisher>) {
+        if let Some(a) = &self.admin {
+            a.attach_live(live);
+        }
     }
 }
 
@@ -75,14 +98,14 @@ struct ErrorBody<'a> {
     errors: Vec<FieldError>,
 }
 
-fn json<T: Serialize>(status: u16, v: &T) -> Response {
+pub(super) fn json<T: Serialize>(status: u16, v: &T) -> Response {
     Response {
         status,
         body: serde_json::to_string(v).unwrap_or_else(|_| "{}".into()),
     }
 }
 
-fn error(status: u16, msg: &str, errors: Vec<FieldError>) -> Response {
+pub(super) fn error(status: u16, msg: &str, errors: Vec<FieldError>) -> Response {
     json(status, &ErrorBody { error: msg, errors })
 }
 
@@ -93,7 +116,7 @@ fn field(field: &'static str, reason: impl Into<String>) -> Vec<FieldError> {
     }]
 }
 
-fn store_error(e: StoreError) -> Response {
+pub(super) fn store_error(e: StoreError) -> Response {
     match e {
         StoreError::Invalid(errs) => error(400, "invalid forward", errs),
         StoreError::Exists(n) => error(409, &format!("a forward for {n} already exists"), vec![]),
@@ -157,9 +180,12 @@ struct NumberView<'a> {
     forward: Option<&'a Forward>,
 }
 
+/// A trunk as `/api/trunks` shows it; the counts are `null` until the signaling thread has published.
 #[derive(Serialize)]
-struct TrunkView<'a> {
-    name: &'a str,
+pub struct TrunkLiveView<'a> {
+    pub name: &'a str,
+    pub active_calls: Option<u32>,
+    pub max_calls: Option<u32>,
 }
 
 /// Routes one request (sans-IO, so tests and the server share it). `who` goes into the audit log.
@@ -200,11 +226,15 @@ pub fn handle(fw: &Forwarding, method: &str, path: &str, body: &[u8], who: &str)
             Err(e) => store_error(e),
         },
         ("GET", "/api/trunks") => {
-            let v: Vec<TrunkView> = fw
+            let v: Vec<TrunkLiveView> = fw
                 .catalog()
                 .trunks
                 .iter()
-                .map(|t| TrunkView { name: t })
+                .map(|t| TrunkLiveView {
+                    name: t,
+                    active_calls: None,
+                    max_calls: None,
+                })
                 .collect();
             json(200, &v)
         }
@@ -257,122 +287,5 @@ pub fn handle(fw: &Forwarding, method: &str, path: &str, body: &[u8], who: &str)
             "/api/forwards" | "/api/numbers" | "/api/trunks" | "/api/audit" | "/api/openapi.json",
         ) => error(405, "method not allowed", vec![]),
         _ => error(404, "not found", vec![]),
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        _ => "Internal Server Error",
-    }
-}
-
-fn serve_one(fw: &Forwarding, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut r = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    r.by_ref().take(MAX_HEAD as u64).read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return write_response(stream, &error(400, "bad request line", vec![]));
-    };
-    let (method, target) = (method.to_owned(), target.to_owned());
-    let mut len = 0usize;
-    let mut head = line.len();
-    loop {
-        let mut h = String::new();
-        let n = r.by_ref().take(MAX_HEAD as u64).read_line(&mut h)?;
-        head += n;
-        if n == 0 || h == "\r\n" || h == "\n" || head > MAX_HEAD {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':')
-            && k.trim().eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(usize::MAX);
-        }
-    }
-    if len > MAX_BODY {
-        return write_response(stream, &error(413, "body too large", vec![]));
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    let resp = handle(fw, &method, &target, &body, &format!("api@{}", peer.ip()));
-    write_response(stream, &resp)
-}
-
-fn write_response(mut s: TcpStream, resp: &Response) -> io::Result<()> {
-    write!(
-        s,
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        resp.status,
-        reason(resp.status),
-        resp.body.len()
-    )?;
-    s.write_all(resp.body.as_bytes())?;
-    s.flush()
-}
-
-/// The API's accept thread; dropping it stops the server.
-pub struct ApiServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl ApiServer {
-    pub fn start(addr: SocketAddr, fw: Arc<Forwarding>) -> io::Result<ApiServer> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("tollgate-fwd-api".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if st.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(stream) = conn else { continue };
-                    let Ok(peer) = stream.peer_addr() else {
-                        continue;
-                    };
-                    let fw = fw.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("tollgate-fwd-conn".into())
-                        .spawn(move || {
-                            if let Err(e) = serve_one(&fw, stream, peer) {
-                                tracing::debug!(error = %e, %peer, "forwarding API connection");
-                            }
-                        });
-                }
-            })?;
-        Ok(ApiServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

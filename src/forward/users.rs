@@ -1,6 +1,6 @@
 //! Local users of the admin console, in the forwarding database (`users` table): argon2id PHC strings, never
-//! the password. `tollgate ctl user add NAME` works offline against the file. The console's sign-in (sessions,
-//! CSRF, lockout) that will verify against this table is not built yet.
+//! the password. `tollgate ctl user add NAME` works offline against the file; the console's sign-in
+//! ([`super::runtime`], with sessions, CSRF and lockout from [`super::auth`]) verifies against this table.
 use super::store::{Store, StoreError};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -75,6 +75,20 @@ pub fn add_user(db: &Path, name: &str, password: &str) -> Result<(), UserError> 
     }
 }
 
+fn dummy() -> &'static PasswordHash {
+    static DUMMY: std::sync::OnceLock<PasswordHash> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let phc = Argon2::default()
+            .hash_password(b"no such user: timing decoy")
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        PasswordHash::new(&phc).unwrap_or_else(|_| {
+            PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+                .expect("static PHC string")
+        })
+    })
+}
+
 /// True when `name` exists and `password` matches its hash.
 pub fn verify_user(db: &Path, name: &str, password: &str) -> Result<bool, UserError> {
     let c = open(db)?;
@@ -84,7 +98,11 @@ pub fn verify_user(db: &Path, name: &str, password: &str) -> Result<bool, UserEr
         })
         .optional()
         .map_err(|e| UserError::Store(StoreError::Sql(e)))?;
-    let Some(phc) = phc else { return Ok(false) };
+    let Some(phc) = phc else {
+        // An unknown name costs the same hash as a known one, so timing does not tell which names exist.
+        let _ = Argon2::default().verify_password(password.as_bytes(), dummy());
+        return Ok(false);
+    };
     let parsed = PasswordHash::new(&phc).map_err(|e| UserError::Hash(e.to_string()))?;
     Ok(Argon2::default()
         .verify_password(password.as_bytes(), &parsed)

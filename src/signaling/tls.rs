@@ -300,7 +300,8 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-fn build_server_config(files: &TlsServerFiles) -> Result<ServerConfig, TlsError> {
+/// A server configuration (TLS 1.2/1.3, SNI, optional client certificates) from certificate files.
+pub fn build_server_config(files: &TlsServerFiles) -> Result<ServerConfig, TlsError> {
     let p = provider();
     let default = Arc::new(certified_key(&files.default, &p)?);
     let mut by_name = HashMap::with_capacity(files.sni.len());
