@@ -141,6 +141,11 @@ fn every_endpoint() {
     assert_eq!(st, 200);
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/api/forwards/{number}"]["put"].is_object());
+    assert!(doc["paths"]["/api/session"]["post"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["session"]["name"],
+        "tg_session"
+    );
 
     assert_eq!(
         req(a, "GET", "/api/forwards", ""),

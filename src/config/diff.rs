@@ -171,8 +171,9 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     }
     if old.forwarding != new.forwarding {
         d.sections.push("forwarding");
-        d.restart_reasons
-            .push("forwarding database or API address changed".into());
+        d.restart_reasons.push(
+            "forwarding settings changed (database, API address, TLS files or lockout)".into(),
+        );
     }
     if old.log != new.log {
         d.sections.push("log");

@@ -524,3 +524,39 @@ fn line_col_counts_characters() {
     assert_eq!(line_col("ab\ncé d", 7), (2, 4));
     assert_eq!(line_col("", 10), (1, 1));
 }
+
+#[test]
+fn forwarding_console_keys() {
+    let base = format!(
+        "{BASE}\n[forwarding]\ndb = \"/var/lib/t/f.db\"\napi = \"10.0.0.1:8443\"\nnumbers = [\"+18005551234\"]\n"
+    );
+    let c = load(&base).unwrap();
+    assert_eq!(
+        (c.forwarding.lockout_after, c.forwarding.lockout.as_secs()),
+        (5, 900)
+    );
+    assert!(c.forwarding.tls.is_none());
+    let c = load(&format!(
+        "{base}tls_cert = \"/etc/t/c.pem\"\ntls_key = \"/etc/t/k.pem\"\nlockout_after = 3\nlockout_s = 60\n"
+    ))
+    .unwrap();
+    let tls = c.forwarding.tls.unwrap();
+    assert_eq!(tls.key, Path::new("/etc/t/k.pem"));
+    assert_eq!(c.forwarding.lockout_after, 3);
+    let e = errors(&format!("{base}tls_cert = \"/etc/t/c.pem\"\n"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("tls_cert and forwarding.tls_key go together")),
+        "{e:?}"
+    );
+    let e = errors(&format!("{base}lockout_after = 0\nlockout_s = 100000\n"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("forwarding.lockout_after must be between 1 and 1000"))
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("forwarding.lockout_s must be between 1 and 86400"))
+    );
+    assert!(e.iter().all(|e| e.starts_with("t.toml:")), "{e:?}");
+}
