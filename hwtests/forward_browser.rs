@@ -8,31 +8,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tollgate::lab::topo::Topo;
 
-struct Proc(Child);
-
-impl Proc {
-    fn ok_within(&mut self, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return s.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "../tests/support/proc.rs"]
+mod proc;
+use proc::{Proc, self_signed};
 
 /// Kills every process whose command line contains the pattern, on drop.
 struct Reap(String);
@@ -354,25 +336,7 @@ fn console_in_chromium_forwards_a_sipp_call_and_removal_restores_the_route() {
     let dir = std::env::temp_dir().join(format!("tg-fwd-browser-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args(["-days", "1", "-subj", "/CN=sbc.lab.invalid", "-keyout"])
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success(), "openssl req");
+    self_signed(&dir, "sbc.lab.invalid").expect("openssl req");
     let t = Topo::new("wb", 88).expect("topology");
     let cfg = config(&t, &dir);
     tollgate::forward::users::add_user(&dir.join("fwd.db"), "operator", "correct horse battery")

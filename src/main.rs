@@ -144,6 +144,12 @@ enum CtlCmd {
 enum UserWhat {
     /// Add a user; the password is read from stdin (first line; not echoed on a terminal).
     Add { name: String },
+    /// Set a new password (read like `add`); the user's console sessions end.
+    Passwd { name: String },
+    /// Remove a user; its console sessions end at their next request.
+    Del { name: String },
+    /// List the users and when each was added.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -240,9 +246,7 @@ fn ctl(socket: Option<PathBuf>, config: Option<&Path>, json: bool, cmd: CtlCmd) 
         } => CtlRequest::BanDel { addr },
         CtlCmd::Backup { file } => return forward_db(config, true, &file),
         CtlCmd::Restore { file } => return forward_db(config, false, &file),
-        CtlCmd::User {
-            what: UserWhat::Add { name },
-        } => return user_add(config, &name),
+        CtlCmd::User { what } => return user_cmd(config, what),
     };
     let socket = match (socket, config) {
         (Some(s), _) => s,
@@ -304,7 +308,8 @@ fn read_password() -> std::io::Result<zeroize::Zeroizing<String>> {
     Ok(line)
 }
 
-fn user_add(config: Option<&Path>, name: &str) -> ExitCode {
+fn user_cmd(config: Option<&Path>, what: UserWhat) -> ExitCode {
+    use tollgate::forward::users;
     let cfg = match load(config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -313,16 +318,36 @@ fn user_add(config: Option<&Path>, name: &str) -> ExitCode {
         eprintln!("no [forwarding] db in the configuration (give --config)");
         return ExitCode::from(EXIT_BAD_CONFIG);
     };
-    let pw = match read_password() {
-        Ok(p) => p,
-        Err(e) => {
+    let password = || {
+        read_password().map_err(|e| {
             eprintln!("reading the password: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
     };
-    match tollgate::forward::users::add_user(&db, name, &pw) {
-        Ok(()) => {
-            println!("added user {name}");
+    let done = match what {
+        UserWhat::Add { name } => match password() {
+            Ok(pw) => users::add_user(&db, &name, &pw).map(|()| format!("added user {name}")),
+            Err(code) => return code,
+        },
+        UserWhat::Passwd { name } => match password() {
+            Ok(pw) => users::set_password(&db, &name, &pw)
+                .map(|()| format!("changed the password of {name}")),
+            Err(code) => return code,
+        },
+        UserWhat::Del { name } => {
+            users::remove_user(&db, &name).map(|()| format!("removed user {name}"))
+        }
+        UserWhat::List => users::list_users(&db).map(|all| {
+            let mut out = format!("{:<24} ADDED (UTC, s since epoch)", "NAME");
+            for (name, created) in all {
+                out.push_str(&format!("\n{name:<24} {created}"));
+            }
+            out
+        }),
+    };
+    match done {
+        Ok(msg) => {
+            println!("{msg}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -3,10 +3,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
+#[path = "support/proc.rs"]
+mod proc;
+use proc::{Proc as Tollgate, self_signed};
 use tollgate::forward::admin::{Admin, AdminOptions};
 use tollgate::forward::auth::LockoutPolicy;
 use tollgate::forward::http::ApiServer;
@@ -368,16 +371,6 @@ fn two_concurrent_clients_lose_nothing() {
     );
 }
 
-/// The real binary, killed on drop.
-struct Tollgate(Child);
-
-impl Drop for Tollgate {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn config(dir: &Path, db: &Path, sip: u16, api: u16) -> PathBuf {
     let cfg = format!(
         r#"
@@ -590,6 +583,31 @@ fn ctl_user_add_reads_the_password_from_stdin() {
     assert!(!ok && out.contains("already exists"), "{out}");
     let (ok, out) = add("bob", "short\n");
     assert!(!ok && out.contains("too short"), "{out}");
+    let (ok, out) = add("bob", "bobs long password\n");
+    assert!(ok, "{out}");
+    let (ok, out) = ctl(&cfg, &["user", "list"]);
+    assert!(ok && out.contains("alice") && out.contains("bob"), "{out}");
+    assert!(!out.contains("argon2"), "hashes are not listed: {out}");
+    let passwd = |name: &str, pw: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["ctl", "--config"])
+            .arg(&cfg)
+            .args(["user", "passwd", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(pw.as_bytes()).unwrap();
+        c.wait_with_output().unwrap().status.success()
+    };
+    assert!(passwd("alice", "a different long password\n"));
+    assert!(tollgate::forward::users::verify_user(&db, "alice", "a different long password").unwrap());
+    assert!(!passwd("nobody", "a different long password\n"));
+    let (ok, out) = ctl(&cfg, &["user", "del", "bob"]);
+    assert!(ok && out.contains("removed user bob"), "{out}");
+    let (ok, out) = ctl(&cfg, &["user", "del", "bob"]);
+    assert!(!ok && out.contains("no user `bob`"), "{out}");
     // The users table does not stop the daemon from opening the database.
     let (ok, out) = ctl(&cfg, &["backup", d.join("b.db").to_str().unwrap()]);
     assert!(ok, "{out}");
@@ -670,28 +688,10 @@ fn sign_in_sessions_csrf_and_lockout_over_the_wire() {
 #[test]
 fn over_tls_the_session_cookie_is_secure() {
     let d = tmp("tls");
-    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .args(["-days", "1", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !ok.is_ok_and(|s| s.success()) {
+    let Some((cert, key)) = self_signed(&d, "localhost") else {
         eprintln!("skipped: openssl not installed (apt-get install openssl)");
         return;
-    }
+    };
     let db = d.join("fwd.db");
     add_user(&db, USER, PASSWORD).unwrap();
     let fw = Forwarding::open(&db, catalog(), empty_table()).unwrap();

@@ -190,9 +190,20 @@ impl Admin {
         self.auth.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The request's live session. Its user must still exist with the password it signed in with; if not
+    /// (removed, password changed, or the table unreadable: fail closed) the session ends here.
     fn session(&self, req: &Request, now: Instant) -> Option<(String, Session)> {
         let id = req.cookie(SESSION_COOKIE)?;
         let s = self.auth().session(id, now)?;
+        let current = users::stamp(&self.db, &s.user).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "console session check: user table");
+            None
+        });
+        if current.as_deref() != Some(s.stamp.as_str()) {
+            tracing::info!(user = %s.user, "console session ended: user removed or password changed");
+            self.auth().sign_out(id);
+            return None;
+        }
         Some((id.to_owned(), s))
     }
 
@@ -207,14 +218,14 @@ impl Admin {
         self.auth()
             .may_try(user, from, now)
             .map_err(|l| Refused::Locked(l.retry_after))?;
-        let ok = users::verify_user(&self.db, user, password).map_err(|e| {
+        let stamp = users::verify(&self.db, user, password).map_err(|e| {
             tracing::error!(error = %e, "console sign-in: user table");
             Refused::Internal(e.to_string())
         })?;
         let mut a = self.auth();
-        if ok {
+        if let Some(stamp) = stamp {
             tracing::info!(user, %from, "console sign-in");
-            return Ok(a.signed_in(user, from, now));
+            return Ok(a.signed_in(user, stamp, from, now));
         }
         tracing::warn!(user, %from, "console sign-in refused: wrong user name or password");
         match a.failed(user, from, now) {
@@ -504,13 +515,10 @@ impl Admin {
             Ok(f) => f,
             // Never show an empty table for a database that cannot be read: say so instead.
             Err(e) => {
+                tracing::error!(error = %e, "console: forwarding database");
                 return Reply::html(
                     500,
-                    console::login(
-                        &self.opts.node,
-                        "",
-                        Some(&format!("forwarding database: {e}")),
-                    ),
+                    console::failure(&self.opts.node, &format!("forwarding database: {e}")),
                 );
             }
         };
@@ -701,6 +709,40 @@ mod tests {
         assert_eq!(
             a.serve(&req("GET", "/api/forwards", &[c], ""), now).status,
             401
+        );
+    }
+
+    #[test]
+    fn removing_a_user_or_changing_its_password_ends_its_sessions() {
+        let d = tempfile::tempdir().unwrap();
+        let a = admin(d.path(), false);
+        let now = Instant::now();
+        let ct = ("content-type", "application/json");
+        let creds = format!(r#"{{"user":"alice","password":"{PW}"}}"#);
+        let sign_in = || {
+            let r = a.serve(&req("POST", "/api/session", &[ct], &creds), now);
+            assert_eq!(r.status, 200);
+            set_cookie(&r, SESSION_COOKIE)
+        };
+        let c = sign_in();
+        assert_eq!(
+            a.serve(&req("GET", "/api/forwards", &[("cookie", &c)], ""), now)
+                .status,
+            200
+        );
+        users::set_password(&a.db, "alice", "a new long password").unwrap();
+        assert_eq!(
+            a.serve(&req("GET", "/api/forwards", &[("cookie", &c)], ""), now)
+                .status,
+            401
+        );
+        users::set_password(&a.db, "alice", PW).unwrap();
+        let c = sign_in();
+        users::remove_user(&a.db, "alice").unwrap();
+        assert_eq!(
+            a.serve(&req("GET", "/console", &[("cookie", &c)], ""), now)
+                .status,
+            303
         );
     }
 

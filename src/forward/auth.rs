@@ -44,6 +44,8 @@ pub struct Session {
     pub user: String,
     /// Every state-changing request of this session must carry this token (form field or `X-CSRF-Token`).
     pub csrf: String,
+    /// The user's password hash at sign-in: when it changes (new password, user removed) the session ends.
+    pub stamp: String,
     created: Instant,
     last_seen: Instant,
 }
@@ -179,7 +181,13 @@ impl Auth {
     }
 
     /// A successful sign-in: clears the user's failures and opens a session. Returns (session id, session).
-    pub fn signed_in(&mut self, user: &str, from: IpAddr, now: Instant) -> (String, Session) {
+    pub fn signed_in(
+        &mut self,
+        user: &str,
+        stamp: String,
+        from: IpAddr,
+        now: Instant,
+    ) -> (String, Session) {
         self.users.remove(user);
         if let Some(f) = self.sources.get_mut(&from) {
             f.count = f.count.saturating_sub(1);
@@ -197,6 +205,7 @@ impl Auth {
         let s = Session {
             user: user.to_owned(),
             csrf: token(),
+            stamp,
             created: now,
             last_seen: now,
         };
@@ -321,7 +330,7 @@ mod tests {
         let mut a = Auth::new(LockoutPolicy::default());
         let t0 = Instant::now();
         a.failed("alice", ip(1), t0);
-        let (id, s) = a.signed_in("alice", ip(1), t0);
+        let (id, s) = a.signed_in("alice", String::new(), ip(1), t0);
         assert_eq!(s.user, "alice");
         assert_eq!(s.csrf.len(), 64);
         assert_ne!(id, s.csrf);
@@ -339,12 +348,12 @@ mod tests {
             a.session(&id, t0 + SESSION_MAX + Duration::from_secs(1))
                 .is_none()
         );
-        let (id2, _) = a.signed_in("alice", ip(1), t0);
+        let (id2, _) = a.signed_in("alice", String::new(), ip(1), t0);
         assert!(
             a.session(&id2, t0 + SESSION_IDLE + Duration::from_secs(1))
                 .is_none()
         );
-        let (id3, _) = a.signed_in("alice", ip(1), t0);
+        let (id3, _) = a.signed_in("alice", String::new(), ip(1), t0);
         a.sign_out(&id3);
         assert!(a.session(&id3, t0).is_none());
         assert!(a.session("not-a-session", t0).is_none());
@@ -354,9 +363,14 @@ mod tests {
     fn sessions_are_bounded() {
         let mut a = Auth::new(LockoutPolicy::default());
         let t0 = Instant::now();
-        let (first, _) = a.signed_in("alice", ip(1), t0);
+        let (first, _) = a.signed_in("alice", String::new(), ip(1), t0);
         for i in 0..MAX_SESSIONS {
-            a.signed_in("alice", ip(1), t0 + Duration::from_millis(i as u64 + 1));
+            a.signed_in(
+                "alice",
+                String::new(),
+                ip(1),
+                t0 + Duration::from_millis(i as u64 + 1),
+            );
         }
         assert!(a.sessions.len() <= MAX_SESSIONS);
         assert!(a.session(&first, t0 + Duration::from_secs(1)).is_none());

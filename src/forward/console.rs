@@ -65,6 +65,17 @@ pub fn login(node: &str, csrf: &str, message: Option<&str>) -> String {
     page("Sign in", &b)
 }
 
+/// A page that says what went wrong and offers a way back (no form: nothing to submit from here).
+pub fn failure(node: &str, message: &str) -> String {
+    let b = format!(
+        "<header><h1>tollgate <small>{}</small></h1></header><main><p class=\"error\" id=\"message\" \
+         role=\"alert\">{}</p><p><a href=\"/console\">Try again</a></p></main>",
+        esc(node),
+        esc(message)
+    );
+    page("Error", &b)
+}
+
 /// One trunk's live state for the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrunkLive {

@@ -4,11 +4,11 @@
 //! (read timeout, bounded head and body, `Connection: close`) is enough, and it never runs on the signaling
 //! thread. Connections are capped so a flood of idle sockets cannot exhaust threads.
 use super::admin::{Admin, Reply, Request};
+use crate::mgmt::acceptor::Acceptor;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const MAX_BODY: usize = 64 * 1024;
@@ -149,11 +149,7 @@ fn serve_conn(
 }
 
 /// The admin server's accept thread; dropping it stops the server.
-pub struct ApiServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct ApiServer(Acceptor);
 
 impl ApiServer {
     /// Serves `admin` on `addr`, over TLS when `tls` is given.
@@ -162,61 +158,35 @@ impl ApiServer {
         admin: Arc<Admin>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<ApiServer> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
         let open = Arc::new(AtomicUsize::new(0));
-        let thread = std::thread::Builder::new()
-            .name("tollgate-admin".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if st.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(stream) = conn else { continue };
-                    let Ok(peer) = stream.peer_addr() else {
-                        continue;
-                    };
-                    if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                        open.fetch_sub(1, Ordering::AcqRel);
-                        tracing::warn!(%peer, "admin server: too many connections, closed");
-                        continue;
-                    }
-                    let (admin, tls, mine) = (admin.clone(), tls.clone(), open.clone());
-                    let spawned = std::thread::Builder::new()
-                        .name("tollgate-admin-conn".into())
-                        .spawn(move || {
-                            if let Err(e) = serve_conn(&admin, stream, peer, tls.as_ref()) {
-                                tracing::debug!(error = %e, %peer, "admin connection");
-                            }
-                            mine.fetch_sub(1, Ordering::AcqRel);
-                        });
-                    if spawned.is_err() {
-                        open.fetch_sub(1, Ordering::AcqRel);
-                    }
+        let a = Acceptor::spawn(
+            TcpListener::bind(addr)?,
+            "tollgate-admin",
+            move |stream, peer| {
+                if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                    open.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(%peer, "admin server: too many connections, closed");
+                    return;
                 }
-            })?;
-        Ok(ApiServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
+                let (admin, tls, mine) = (admin.clone(), tls.clone(), open.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("tollgate-admin-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = serve_conn(&admin, stream, peer, tls.as_ref()) {
+                            tracing::debug!(error = %e, %peer, "admin connection");
+                        }
+                        mine.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    open.fetch_sub(1, Ordering::AcqRel);
+                }
+            },
+        )?;
+        Ok(ApiServer(a))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.0.local_addr()
     }
 }
 

@@ -23,6 +23,8 @@ pub enum UserError {
     ShortPassword,
     #[error("password hashing: {0}")]
     Hash(String),
+    #[error("no user `{0}`")]
+    NotFound(String),
 }
 
 const USERS: &str = "CREATE TABLE IF NOT EXISTS users (
@@ -47,18 +49,27 @@ fn open(db: &Path) -> Result<Connection, UserError> {
     Ok(c)
 }
 
+fn sql(e: rusqlite::Error) -> UserError {
+    UserError::Store(StoreError::Sql(e))
+}
+
+/// An argon2id PHC string of `password` (random salt), after the length rule.
+fn hash(password: &str) -> Result<String, UserError> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(UserError::ShortPassword);
+    }
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes())
+        .map_err(|e| UserError::Hash(e.to_string()))?
+        .to_string())
+}
+
 /// Adds a user with an argon2id hash of `password` (random salt).
 pub fn add_user(db: &Path, name: &str, password: &str) -> Result<(), UserError> {
     if !valid_name(name) {
         return Err(UserError::BadName(name.to_owned()));
     }
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(UserError::ShortPassword);
-    }
-    let phc = Argon2::default()
-        .hash_password(password.as_bytes())
-        .map_err(|e| UserError::Hash(e.to_string()))?
-        .to_string();
+    let phc = hash(password)?;
     let c = open(db)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -89,24 +100,83 @@ fn dummy() -> &'static PasswordHash {
     })
 }
 
+/// Gives user `name` a new password; the console sessions it had end at their next request.
+pub fn set_password(db: &Path, name: &str, password: &str) -> Result<(), UserError> {
+    let phc = hash(password)?;
+    let c = open(db)?;
+    match c
+        .execute(
+            "UPDATE users SET phc = ?2 WHERE name = ?1",
+            params![name, phc],
+        )
+        .map_err(sql)?
+    {
+        0 => Err(UserError::NotFound(name.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+/// Removes user `name`; the console sessions it had end at their next request.
+pub fn remove_user(db: &Path, name: &str) -> Result<(), UserError> {
+    let c = open(db)?;
+    match c
+        .execute("DELETE FROM users WHERE name = ?1", [name])
+        .map_err(sql)?
+    {
+        0 => Err(UserError::NotFound(name.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+/// Every user as (name, created at in seconds since the epoch), by name.
+pub fn list_users(db: &Path) -> Result<Vec<(String, i64)>, UserError> {
+    let c = open(db)?;
+    let mut q = c
+        .prepare("SELECT name, created FROM users ORDER BY name")
+        .map_err(sql)?;
+    let rows = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql)?;
+    rows.collect::<Result<_, _>>().map_err(sql)
+}
+
+/// The stored hash of `name` (`None`: no such user). A session remembers it from its sign-in, so a removed
+/// user or a changed password ends the session. A plain connection: this runs on every console request.
+pub fn stamp(db: &Path, name: &str) -> Result<Option<String>, UserError> {
+    let c =
+        Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+    c.busy_timeout(Duration::from_millis(1000)).map_err(sql)?;
+    c.query_row("SELECT phc FROM users WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(sql)
+}
+
 /// True when `name` exists and `password` matches its hash.
 pub fn verify_user(db: &Path, name: &str, password: &str) -> Result<bool, UserError> {
+    Ok(verify(db, name, password)?.is_some())
+}
+
+/// The user's stored hash when `name` exists and `password` matches it.
+pub fn verify(db: &Path, name: &str, password: &str) -> Result<Option<String>, UserError> {
     let c = open(db)?;
     let phc: Option<String> = c
         .query_row("SELECT phc FROM users WHERE name = ?1", [name], |r| {
             r.get(0)
         })
         .optional()
-        .map_err(|e| UserError::Store(StoreError::Sql(e)))?;
+        .map_err(sql)?;
     let Some(phc) = phc else {
         // An unknown name costs the same hash as a known one, so timing does not tell which names exist.
         let _ = Argon2::default().verify_password(password.as_bytes(), dummy());
-        return Ok(false);
+        return Ok(None);
     };
     let parsed = PasswordHash::new(&phc).map_err(|e| UserError::Hash(e.to_string()))?;
     Ok(Argon2::default()
         .verify_password(password.as_bytes(), &parsed)
-        .is_ok())
+        .is_ok()
+        .then_some(phc))
 }
 
 #[cfg(test)]
@@ -141,6 +211,29 @@ mod tests {
         assert!(!phc.contains("correct horse"));
         // The forwarding store still opens the file (the users table is extra, not foreign).
         Store::open(&db).unwrap();
+
+        let before = stamp(&db, "alice").unwrap().unwrap();
+        set_password(&db, "alice", "a brand new password").unwrap();
+        assert_ne!(stamp(&db, "alice").unwrap().unwrap(), before);
+        assert!(verify_user(&db, "alice", "a brand new password").unwrap());
+        assert!(!verify_user(&db, "alice", "correct horse battery").unwrap());
+        assert!(matches!(
+            set_password(&db, "alice", "short"),
+            Err(UserError::ShortPassword)
+        ));
+        add_user(&db, "bob", "bobs long password").unwrap();
+        let names: Vec<String> = list_users(&db).unwrap().into_iter().map(|u| u.0).collect();
+        assert_eq!(names, ["alice", "bob"]);
+        remove_user(&db, "alice").unwrap();
+        assert_eq!(stamp(&db, "alice").unwrap(), None);
+        assert!(matches!(
+            remove_user(&db, "alice"),
+            Err(UserError::NotFound(_))
+        ));
+        assert!(matches!(
+            set_password(&db, "alice", "whatever long enough"),
+            Err(UserError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A small blocking HTTP/1.1 server on std for the management address. Scrapes and load-balancer probes are a
 //! few requests per second, so one thread serving one connection at a time (`Connection: close`, read timeout)
 //! is enough and keeps the dependency list short.
+use super::acceptor::Acceptor;
 use super::snapshot::SnapshotPublisher;
 use crate::ops::notify::Heartbeats;
 use crate::stats::{PromWriter, Registry, prom::CONTENT_TYPE};
@@ -8,8 +9,7 @@ use serde::Serialize;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 /// Process state a load balancer cares about, set by main and the drain logic.
@@ -193,56 +193,21 @@ fn write_response(mut s: TcpStream, resp: &Response, head: bool) -> io::Result<(
 }
 
 /// The running HTTP thread. Dropping it stops the thread.
-pub struct MgmtServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct MgmtServer(Acceptor);
 
 impl MgmtServer {
     pub fn spawn(addr: SocketAddr, state: MgmtState) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("mgmt-http".into())
-            .spawn(move || {
-                let mut scratch = PromWriter::new();
-                for conn in listener.incoming() {
-                    if stop2.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match conn {
-                        Ok(s) => {
-                            if let Err(e) = serve_one(&state, s, &mut scratch) {
-                                tracing::debug!(error = %e, "mgmt http connection");
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "mgmt http accept"),
-                    }
-                }
-            })?;
-        Ok(Self {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
+        let mut scratch = PromWriter::new();
+        let a = Acceptor::spawn(TcpListener::bind(addr)?, "mgmt-http", move |s, _| {
+            if let Err(e) = serve_one(&state, s, &mut scratch) {
+                tracing::debug!(error = %e, "mgmt http connection");
+            }
+        })?;
+        Ok(Self(a))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for MgmtServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the blocking accept with a connection of our own.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.0.local_addr()
     }
 }
 
