@@ -602,7 +602,9 @@ fn ctl_user_add_reads_the_password_from_stdin() {
         c.wait_with_output().unwrap().status.success()
     };
     assert!(passwd("alice", "a different long password\n"));
-    assert!(tollgate::forward::users::verify_user(&db, "alice", "a different long password").unwrap());
+    assert!(
+        tollgate::forward::users::verify_user(&db, "alice", "a different long password").unwrap()
+    );
     assert!(!passwd("nobody", "a different long password\n"));
     let (ok, out) = ctl(&cfg, &["user", "del", "bob"]);
     assert!(ok && out.contains("removed user bob"), "{out}");
@@ -643,6 +645,9 @@ fn sign_in_sessions_csrf_and_lockout_over_the_wire() {
     assert_eq!(raw(addr, "POST", "/api/forwards", &h2, GOOD).0, 403);
     assert!(fw.list().unwrap().is_empty());
     assert_eq!(req(&c, "POST", "/api/forwards", GOOD).0, 201);
+    let (st, me) = req(&c, "GET", "/api/session", "");
+    assert_eq!((st, me["user"].as_str()), (200, Some(USER)));
+    assert_eq!(me["csrf"].as_str(), Some(c.csrf.as_str()));
     // A forged cookie is no session.
     let forged = Client {
         cookie: format!("tg_session={}", "0".repeat(64)),
