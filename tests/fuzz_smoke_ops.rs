@@ -1,6 +1,8 @@
-//! Stable stand-in for cargo-fuzz for the management and trace parsers: seed corpus plus bounded deterministic
-//! mutations through the same functions as fuzz/fuzz_targets/{mgmt_input,hep_decode}.rs.
+//! Stable stand-in for cargo-fuzz for the management, admin and trace parsers: seed corpus plus bounded
+//! deterministic mutations through the same functions as fuzz/fuzz_targets/{mgmt_input,admin_input,hep_decode}.rs.
 
+#[path = "../fuzz/checks/admin_input.rs"]
+mod admin_input;
 #[path = "../fuzz/checks/hep_decode.rs"]
 mod hep_decode;
 #[path = "../fuzz/checks/mgmt_input.rs"]
@@ -40,6 +42,14 @@ const TOKENS: &[&[u8]] = &[
     b"\"cmd\"",
     b"null",
     b"\xff",
+    b"@SESSION@",
+    b"@CSRF@",
+    b"&",
+    b"=",
+    b"%2B",
+    b";",
+    b"Cookie: ",
+    b"Content-Length: 9\r\n",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -91,6 +101,11 @@ fn smoke(name: &str, iterations: usize, extra_seeds: Vec<Vec<u8>>, run: fn(&[u8]
 #[test]
 fn mgmt_input_smoke() {
     smoke("mgmt_input", 20_000, vec![], mgmt_input::run);
+}
+
+#[test]
+fn admin_input_smoke() {
+    smoke("admin_input", 5_000, vec![], admin_input::run);
 }
 
 #[test]

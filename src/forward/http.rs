@@ -46,8 +46,8 @@ fn plain(status: u16, msg: &str) -> Reply {
     }
 }
 
-/// Reads one request; `Err(reply)` for what cannot be parsed or is too large.
-fn read_request<S: Read>(stream: S, peer: IpAddr) -> io::Result<Result<Request, Reply>> {
+/// Reads one request; `Err(reply)` for what cannot be parsed or is too large (public for the fuzz target).
+pub fn read_request<S: Read>(stream: S, peer: IpAddr) -> io::Result<Result<Request, Reply>> {
     let mut r = BufReader::new(stream);
     let mut line = String::new();
     r.by_ref().take(MAX_HEAD as u64).read_line(&mut line)?;
