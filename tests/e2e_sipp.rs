@@ -461,3 +461,118 @@ fn carrier_over_tcp_cloud_over_udp() {
     let uac = carrier_call(&lab, "uac_call.xml", 2, &["-t", "t1", "-d", "300"]);
     lab.run(vec![uas], uac, Duration::from_secs(20));
 }
+
+#[test]
+fn sip_trace_as_pcap_read_by_tshark_and_as_hep() {
+    need_sipp!();
+    if Command::new("tshark")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("skipped: `tshark` not found (apt-get install tshark)");
+        return;
+    }
+    let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    // Lab::start makes this directory (same naming) before tollgate starts.
+    let dir = std::env::temp_dir().join(format!("tg-e2e-{}-trace", std::process::id()));
+    let pcap = dir.join("sip.pcap");
+    let extra = format!(
+        "[mgmt]\nsip_trace_pcap = \"{}\"\nsip_trace_hep = \"{}\"\nhep_capture_id = 42\ncontrol_socket = \"{}\"\n",
+        pcap.display(),
+        collector.local_addr().unwrap(),
+        dir.join("ctl.sock").display()
+    );
+    let lab = Lab::start("trace", ONE_TARGET, &extra);
+    let uas = lab.sipp(
+        "uas_answer.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "1"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let uac = carrier_call(&lab, "uac_call.xml", 1, &["-d", "300"]);
+    lab.run(vec![uas], uac, Duration::from_secs(20));
+
+    // HEP: every message, with the Call-ID as correlation id.
+    let mut buf = [0u8; 65536];
+    let mut invites = 0;
+    let mut total = 0;
+    while let Ok(n) = collector.recv(&mut buf) {
+        let chunks = tollgate::stats::hep::decode(&buf[..n]).expect("valid HEPv3");
+        let payload = chunks
+            .iter()
+            .find(|c| c.ty == 15)
+            .expect("payload chunk")
+            .data;
+        let text = String::from_utf8_lossy(payload);
+        if text.starts_with("INVITE ") {
+            invites += 1;
+            let call_id = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Call-ID: "))
+                .expect("Call-ID");
+            assert!(
+                chunks
+                    .iter()
+                    .any(|c| c.ty == 17 && c.data == call_id.as_bytes())
+            );
+        }
+        total += 1;
+    }
+    // OPTIONS probes + INVITE/100/180/200/ACK/BYE/200 on both legs.
+    assert!(total >= 14, "{total} HEP packets\n{}", lab.log());
+    assert_eq!(invites, 2, "one INVITE per leg");
+
+    // pcap, flushed by the writer once it is idle for a second; read back by Wireshark's dissector.
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "sip",
+            "-T",
+            "fields",
+            "-e",
+            "ip.dst",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let count = |method: &str, dst: &str| {
+        rows.iter()
+            .filter(|r| r.get(1) == Some(&method) && r.first() == Some(&dst))
+            .count()
+    };
+    assert_eq!(
+        count("INVITE", "127.0.0.1"),
+        1,
+        "carrier's INVITE in:\n{text}"
+    );
+    assert_eq!(
+        count("INVITE", "127.0.0.2"),
+        1,
+        "cloud leg INVITE out:\n{text}"
+    );
+    assert_eq!(count("BYE", "127.0.0.2"), 1, "{text}");
+    assert!(
+        rows.iter().filter(|r| r.get(2) == Some(&"200")).count() >= 4,
+        "{text}"
+    );
+}

@@ -86,6 +86,8 @@ pub struct App {
     cps: control::CpsMeter,
     /// Finished calls go here, one JSON line each (`[mgmt] cdr_file`), else to the log under target `cdr`.
     cdr: Option<crate::stats::cdr::CdrWriter<std::fs::File>>,
+    /// `[mgmt] sip_trace_*`: every message in and out, with the local address of each listener by index.
+    trace: Option<(crate::stats::trace::SipTracer, Vec<SocketAddr>)>,
     /// systemd readiness (`Type=notify`), when started by systemd.
     notifier: Option<crate::ops::notify::Notifier>,
     /// Proves to the watchdog that the signaling thread still turns.
@@ -160,6 +162,7 @@ impl App {
             },
             cps: control::CpsMeter::default(),
             cdr: None,
+            trace: None,
             notifier: None,
             heartbeat: None,
             kernel_bans: None,
@@ -170,6 +173,24 @@ impl App {
     pub fn with_kernel_bans(mut self, k: crate::ops::kernel_bans::KernelBans) -> Self {
         self.kernel_bans = Some(k);
         self
+    }
+
+    /// Traces every SIP message received and sent (`[mgmt] sip_trace_pcap` / `sip_trace_hep`).
+    pub fn with_trace(mut self, t: crate::stats::trace::SipTracer) -> Self {
+        let locals = self.b2b.config().listen.iter().map(|l| l.address).collect();
+        self.trace = Some((t, locals));
+        self
+    }
+
+    fn trace(&self, proto: u8, local: u16, peer: SocketAddr, inbound: bool, bytes: &[u8]) {
+        if let Some((t, locals)) = &self.trace {
+            let here = local_of(locals, local);
+            if inbound {
+                t.record(proto, peer, here, bytes);
+            } else {
+                t.record(proto, here, peer, bytes);
+            }
+        }
     }
 
     /// Where finished calls are written (`[mgmt] cdr_file`); without one they are logged.
@@ -406,6 +427,11 @@ impl App {
 
     fn flush(&mut self, io: &mut Io<'_>) {
         while let Some(t) = self.b2b.poll_transmit() {
+            let proto = match t.flow.transport {
+                Transport::Udp => crate::stats::trace::UDP,
+                Transport::Tcp | Transport::Tls => crate::stats::trace::TCP,
+            };
+            self.trace(proto, t.flow.local, t.dest, false, &t.bytes);
             let r = match t.flow.transport {
                 Transport::Udp => {
                     let l = self
@@ -470,6 +496,14 @@ impl App {
     }
 }
 
+/// The address of listener `i` as configured (a connection accepted on a wildcard listener shows 0.0.0.0).
+fn local_of(locals: &[SocketAddr], i: u16) -> SocketAddr {
+    locals
+        .get(usize::from(i))
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
 impl SipHandler for App {
     type Message = AppMsg;
 
@@ -490,6 +524,7 @@ impl SipHandler for App {
             local: listener.0,
             conn: None,
         };
+        self.trace(crate::stats::trace::UDP, listener.0, src, true, data);
         self.b2b.on_message(now, flow, src, data);
         self.flush(io);
     }
@@ -519,7 +554,17 @@ impl SipHandler for App {
                 buf.consume(skip);
             }
             match buf.next_frame(&mut self.framer) {
-                Ok(Some(frame)) => self.b2b.on_message(now, flow, peer, frame),
+                Ok(Some(frame)) => {
+                    if let Some((t, locals)) = &self.trace {
+                        t.record(
+                            crate::stats::trace::TCP,
+                            peer,
+                            local_of(locals, local),
+                            frame,
+                        );
+                    }
+                    self.b2b.on_message(now, flow, peer, frame)
+                }
                 Ok(None) => break,
                 Err(FrameError) => {
                     tracing::debug!(%peer, "unframeable stream, closing");
@@ -693,6 +738,18 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
         tracing::info!(file = %p.display(), "call records appended");
         app = app.with_cdr(w);
     }
+    // Refused at start too: an operator who asked for a trace and gets none finds out at 3 a.m.
+    let trace_writer = match crate::stats::trace::start(&app.b2bua().config().mgmt.sip_trace)
+        .context("[mgmt] sip_trace_pcap / sip_trace_hep")?
+    {
+        Some((tracer, writer)) => {
+            let t = &app.b2bua().config().mgmt.sip_trace;
+            tracing::info!(pcap = ?t.pcap, hep = ?t.hep, "SIP messages traced");
+            app = app.with_trace(tracer);
+            Some(writer)
+        }
+        None => None,
+    };
     if app.b2bua().config().security.kernel_bans {
         // Without netfilter the guard still bans in userspace; a flood then costs socket queue, not calls state.
         match crate::ops::kernel_bans::KernelBans::start(&app.b2bua().config().node.name) {
@@ -792,6 +849,9 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
         }
     }
     tracing::info!(b2bua = ?app.b2bua().counters(), loop_counters = ?counters.fields(), "stopped");
+    // The writer ends when the app's tracer is gone, so the app goes first.
+    drop(app);
+    drop(trace_writer);
     Ok(())
 }
 

@@ -167,7 +167,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     if old.mgmt != new.mgmt {
         d.sections.push("mgmt");
         d.restart_reasons
-            .push("management endpoints changed".into());
+            .push("management endpoints, CDR file or SIP trace changed".into());
     }
     if old.forwarding != new.forwarding {
         d.sections.push("forwarding");

@@ -224,6 +224,11 @@ pub(crate) struct RawMgmt {
     pub control_socket: Option<S<String>>,
     pub drain_timeout_s: Option<S<i64>>,
     pub cdr_file: Option<S<String>>,
+    pub sip_trace_pcap: Option<S<String>>,
+    pub sip_trace_max_mb: Option<S<i64>>,
+    pub sip_trace_hep: Option<S<String>>,
+    pub hep_capture_id: Option<S<i64>>,
+    pub hep_auth_key: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -560,3 +560,28 @@ fn forwarding_console_keys() {
     );
     assert!(e.iter().all(|e| e.starts_with("t.toml:")), "{e:?}");
 }
+
+#[test]
+fn sip_trace_keys() {
+    let c = load(&format!(
+        "{BASE}\n[mgmt]\nsip_trace_pcap = \"/var/log/t/sip.pcap\"\nsip_trace_hep = \"10.0.0.9:9060\"\nhep_capture_id = 7\n"
+    ))
+    .unwrap();
+    let t = &c.mgmt.sip_trace;
+    assert!(t.enabled());
+    assert_eq!((t.max_bytes, t.hep_capture_id), (100 << 20, 7));
+    assert!(!load(BASE).unwrap().mgmt.sip_trace.enabled());
+    let e = errors(&format!(
+        "{BASE}\n[mgmt]\nsip_trace_pcap = \"sip.pcap\"\nsip_trace_max_mb = 0\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("sip_trace_pcap must be an absolute path")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("sip_trace_max_mb must be between")),
+        "{e:?}"
+    );
+}

@@ -549,6 +549,26 @@ pub struct Mgmt {
     pub drain_timeout_s: u32,
     /// Where a JSON line per finished call is appended; `None`: each record is logged (target `cdr`).
     pub cdr_file: Option<PathBuf>,
+    pub sip_trace: SipTrace,
+}
+
+/// `[mgmt] sip_trace_*`, `hep_*`: every SIP message received and sent, as pcap and/or HEPv3 (see
+/// `crate::stats::trace`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SipTrace {
+    /// pcap file (LINKTYPE_RAW); the previous file is kept as `FILE.1` at start and at `max_bytes`.
+    pub pcap: Option<PathBuf>,
+    pub max_bytes: u64,
+    /// Homer collector (HEPv3 over UDP).
+    pub hep: Option<SocketAddr>,
+    pub hep_capture_id: u32,
+    pub hep_auth_key: Option<String>,
+}
+
+impl SipTrace {
+    pub fn enabled(&self) -> bool {
+        self.pcap.is_some() || self.hep.is_some()
+    }
 }
 
 /// `[forwarding]`: runtime call forwarding (see `crate::forward`).

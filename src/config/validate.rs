@@ -481,6 +481,38 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
             }
             PathBuf::from(p.get_ref())
         }),
+        sip_trace: SipTrace {
+            pcap: r.mgmt.sip_trace_pcap.as_ref().map(|p| {
+                if !p.get_ref().starts_with('/') {
+                    v.err(
+                        p.span().start,
+                        "mgmt.sip_trace_pcap must be an absolute path",
+                    );
+                }
+                PathBuf::from(p.get_ref())
+            }),
+            max_bytes: v.int_or(
+                r.mgmt.sip_trace_max_mb.as_ref(),
+                1,
+                100_000,
+                "mgmt.sip_trace_max_mb",
+                100u64,
+            ) * 1024
+                * 1024,
+            hep: r
+                .mgmt
+                .sip_trace_hep
+                .as_ref()
+                .and_then(|s| v.socket_addr(s, "mgmt.sip_trace_hep")),
+            hep_capture_id: v.int_or(
+                r.mgmt.hep_capture_id.as_ref(),
+                0,
+                i64::from(u32::MAX),
+                "mgmt.hep_capture_id",
+                2001u32,
+            ),
+            hep_auth_key: r.mgmt.hep_auth_key.as_ref().map(|k| k.get_ref().clone()),
+        },
     };
 
     let forwarding = validate_forwarding(&mut v, &r.forwarding);

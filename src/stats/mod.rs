@@ -6,5 +6,6 @@ pub mod cdr;
 pub mod hep;
 pub mod pcap;
 pub mod prom;
+pub mod trace;
 
 pub use prom::{MetricSource, PromWriter, Registry};
