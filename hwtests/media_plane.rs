@@ -177,6 +177,7 @@ fn run_call(tag: &str, mode: MediaMode) {
         return;
     }
     let t = Topo::new(tag);
+    let (board, beats) = tollgate::ops::notify::Heartbeats::new(["media0"]);
     let cfg = MediaPlaneConfig {
         mode,
         xdp_required: mode == MediaMode::Xdp,
@@ -186,6 +187,7 @@ fn run_call(tag: &str, mode: MediaMode) {
         port_min: 40000,
         port_max: 40009,
         rule_tag: format!("tgm{tag}"),
+        heartbeats: beats,
         ..MediaPlaneConfig::default()
     };
     let started = in_netns(&t.s, move || {
@@ -206,6 +208,12 @@ fn run_call(tag: &str, mode: MediaMode) {
         } else {
             ActiveMode::Socket
         }
+    );
+    // The idle worker still beats (socket: the tick; XDP: the idle turn), so the watchdog and /health see it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        board.stale(Duration::from_millis(150)).is_empty(),
+        "idle media worker stopped beating"
     );
     let events = plane.events();
     let (a_local, b_local) = (sa(SBC_C, 40000), sa(SBC_K, 40002));

@@ -716,7 +716,16 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
     let fallback_ip = locals
         .first()
         .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |l| l.addr.ip());
-    let media = start_media(&cfg, fallback_ip)?;
+    // Every thread the watchdog and `/health` vouch for gets a slot: signaling first, then one per media core.
+    let media_workers = match cfg.media.mode {
+        CfgMediaMode::Bypass => 0,
+        _ => media_cores(&cfg).len(),
+    };
+    let names = std::iter::once("signaling".to_owned())
+        .chain((0..media_workers).map(|i| format!("media{i}")));
+    let (board, mut beats) = crate::ops::notify::Heartbeats::new(names);
+    let sig_beat = beats.remove(0);
+    let media = start_media(&cfg, fallback_ip, beats)?;
     let mut b2b = B2bua::new(Arc::new(cfg), locals, Instant::now());
     if let Some(f) = &forwards {
         b2b.set_forwards(f.table());
@@ -767,21 +776,17 @@ pub fn run_from(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result
         None
     });
     let mut watchdog = None;
-    let mut heartbeats = None;
-    let mut sig_beat = None;
     if let Some(interval) = crate::ops::notify::watchdog_interval_from_env()
         && let Ok(Some(wd_notifier)) = crate::ops::notify::Notifier::from_env()
     {
-        let (board, mut beats) = crate::ops::notify::Heartbeats::new(["signaling"]);
-        sig_beat = beats.pop();
         // Pinging at half the interval; a thread silent for a whole interval withholds the ping.
         match crate::ops::notify::Watchdog::spawn(wd_notifier, board.clone(), interval, interval) {
             Ok(w) => watchdog = Some(w),
             Err(e) => tracing::error!(error = %e, "watchdog thread not started"),
         }
-        heartbeats = Some(board);
     }
-    app = app.with_systemd(notifier, sig_beat);
+    let heartbeats = Some(board);
+    app = app.with_systemd(notifier, Some(sig_beat));
     let ctl_path = app.b2bua().config().mgmt.control_socket.clone();
     if let Some(dir) = ctl_path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -871,9 +876,22 @@ fn media_addrs(cfg: &Config) -> anyhow::Result<Config> {
 
 /// Starts the media plane for `[media] mode = "socket"` / `"xdp"` and the B2BUA's anchor wired to it.
 /// `None` in bypass mode.
+/// The media worker cores: `[media] worker_cores`, else one unpinned-default worker on the last core, away
+/// from the signaling thread on core 0.
+fn media_cores(cfg: &Config) -> Vec<usize> {
+    if cfg.media.worker_cores.is_empty() {
+        vec![core_affinity::get_core_ids().map_or(0, |c| c.last().map_or(0, |c| c.id))]
+    } else {
+        cfg.media.worker_cores.clone()
+    }
+}
+
+/// Starts the media plane for `[media] mode = "socket"` / `"xdp"` and the B2BUA's anchor wired to it; worker
+/// `i` beats `heartbeats[i]`. `None` in bypass mode.
 pub fn start_media(
     cfg: &Config,
     fallback: std::net::IpAddr,
+    heartbeats: Vec<crate::ops::notify::Heartbeat>,
 ) -> anyhow::Result<Option<(MediaPlane, MediaAnchor)>> {
     let mode = match cfg.media.mode {
         CfgMediaMode::Bypass => return Ok(None),
@@ -887,12 +905,7 @@ pub fn start_media(
     if cloud.local != carrier.local {
         addrs.push(cloud.local);
     }
-    let cores = if m.worker_cores.is_empty() {
-        // Unpinned default: one worker on the last core, away from the signaling thread on core 0.
-        vec![core_affinity::get_core_ids().map_or(0, |c| c.last().map_or(0, |c| c.id))]
-    } else {
-        m.worker_cores.clone()
-    };
+    let cores = media_cores(&resolved);
     let pcfg = MediaPlaneConfig {
         mode,
         xdp_required: m.xdp_required,
@@ -901,6 +914,7 @@ pub fn start_media(
         cores,
         port_min: m.port_min,
         port_max: m.port_max,
+        heartbeats,
         ..MediaPlaneConfig::default()
     };
     let (plane, sink) = MediaPlane::start(&pcfg).context("media plane")?;

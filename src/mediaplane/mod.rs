@@ -80,6 +80,8 @@ pub struct MediaPlaneConfig {
     pub xdp_attach: ModePolicy,
     pub xdp_bind: BindMode,
     pub xdp_frames: u32,
+    /// Worker `i` beats `heartbeats[i]` (watchdog and `/health`); none: not watched.
+    pub heartbeats: Vec<crate::ops::notify::Heartbeat>,
 }
 
 impl Default for MediaPlaneConfig {
@@ -101,6 +103,7 @@ impl Default for MediaPlaneConfig {
             xdp_attach: ModePolicy::Auto,
             xdp_bind: BindMode::Auto,
             xdp_frames: 8192,
+            heartbeats: Vec::new(),
         }
     }
 }
@@ -176,7 +179,8 @@ fn start_xdp(
     let mut workers = Vec::with_capacity(qs.len());
     let mut counters = Vec::with_capacity(qs.len());
     for (i, q) in qs.iter().enumerate() {
-        let handler = XdpHandler::new(cfg.flows_per_worker, q.clone(), events.clone(), base);
+        let handler = XdpHandler::new(cfg.flows_per_worker, q.clone(), events.clone(), base)
+            .with_heartbeat(cfg.heartbeats.get(i).cloned());
         counters.push(handler.counters_handle());
         let wcfg = WorkerConfig {
             ports: cfg
@@ -254,7 +258,8 @@ impl MediaPlane {
                 .get(w)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(CommandQueue::new(1)));
-            let h = SocketHandler::new(cfg.flows_per_worker, q, events.clone(), base);
+            let h = SocketHandler::new(cfg.flows_per_worker, q, events.clone(), base)
+                .with_heartbeat(cfg.heartbeats.get(w).cloned());
             counters.push(h.counters());
             h
         })?;

@@ -37,6 +37,12 @@ impl SocketHandler {
         }
     }
 
+    /// Beaten from housekeeping (every batch and every tick, throttled).
+    pub fn with_heartbeat(mut self, h: Option<crate::ops::notify::Heartbeat>) -> Self {
+        self.core.set_heartbeat(h);
+        self
+    }
+
     /// The pipeline's counters (for the metrics thread).
     pub fn counters(&self) -> Arc<media::WorkerCounters> {
         self.core.pipe.counters()

@@ -21,6 +21,8 @@ pub struct WorkerCore {
     pub events: Arc<EventQueue>,
     base: Instant,
     last_housekeeping: Nanos,
+    /// The watchdog's and `/health`'s proof that this worker still turns (beaten from housekeeping).
+    heartbeat: Option<crate::ops::notify::Heartbeat>,
 }
 
 impl WorkerCore {
@@ -37,7 +39,12 @@ impl WorkerCore {
             events,
             base,
             last_housekeeping: 0,
+            heartbeat: None,
         }
+    }
+
+    pub fn set_heartbeat(&mut self, h: Option<crate::ops::notify::Heartbeat>) {
+        self.heartbeat = h;
     }
 
     pub fn nanos(&self, t: Instant) -> Nanos {
@@ -56,6 +63,9 @@ impl WorkerCore {
     pub fn housekeeping(&mut self, now: Nanos) {
         if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_EVERY {
             self.last_housekeeping = now;
+            if let Some(h) = &self.heartbeat {
+                h.beat();
+            }
             self.pipe
                 .poll_timeouts(now, TIMEOUT_BUDGET, &mut self.events);
         }

@@ -77,6 +77,12 @@ impl XdpHandler {
         }
     }
 
+    /// Beaten from housekeeping (every batch and every idle turn of the worker, throttled).
+    pub fn with_heartbeat(mut self, h: Option<crate::ops::notify::Heartbeat>) -> Self {
+        self.core.set_heartbeat(h);
+        self
+    }
+
     /// The pipeline's counters (for the metrics thread).
     pub fn counters_handle(&self) -> Arc<media::WorkerCounters> {
         self.core.pipe.counters()
@@ -136,6 +142,12 @@ impl XdpHandler {
 }
 
 impl FrameHandler for XdpHandler {
+    fn idle(&mut self) {
+        let now = self.core.nanos(Instant::now());
+        self.core.drain(now);
+        self.core.housekeeping(now);
+    }
+
     fn handle_batch(
         &mut self,
         ctx: &BatchCtx<'_>,

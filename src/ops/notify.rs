@@ -121,6 +121,13 @@ pub struct Heartbeat {
     slot: usize,
 }
 
+impl std::fmt::Debug for Heartbeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.board.names.get(self.slot).map_or("?", String::as_str);
+        write!(f, "Heartbeat({name})")
+    }
+}
+
 impl Heartbeat {
     /// Records that the owning thread is alive now. Cheap enough to call once per batch.
     #[inline]

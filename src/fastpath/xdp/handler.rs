@@ -94,6 +94,10 @@ impl BatchCtx<'_> {
 /// The per-packet pipeline as the driver sees it. `frames.len() == out.len() <= BATCH`; every `out[i]` is
 /// preset to `Verdict::Drop`.
 pub trait FrameHandler: Send + 'static {
+    /// Called when a worker turn found no frames (at most every 10 ms): flow commands and timeouts must not
+    /// wait for the next packet, and the worker proves it is alive.
+    fn idle(&mut self) {}
+
     fn handle_batch(
         &mut self,
         ctx: &BatchCtx<'_>,

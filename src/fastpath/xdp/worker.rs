@@ -781,6 +781,9 @@ impl<H: FrameHandler> Worker<H> {
             if (work == 0 || self.local.batches.is_multiple_of(64))
                 && last_stats.elapsed() >= Duration::from_millis(10)
             {
+                if work == 0 {
+                    self.handler.idle();
+                }
                 self.publish();
                 self.publish_xsk_stats();
                 last_stats = Instant::now();
