@@ -576,3 +576,51 @@ fn sip_trace_as_pcap_read_by_tshark_and_as_hep() {
         "{text}"
     );
 }
+
+#[test]
+fn reload_during_100_live_calls_loses_none() {
+    need_sipp!();
+    let lab = Lab::start("reload100", ONE_TARGET, "");
+    let uas = lab.sipp(
+        "uas_answer.xml",
+        "127.0.0.2",
+        lab.base + 1,
+        None,
+        &["-m", "100"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    // 100 calls started at 100/s and held 4 s: all up at once when the reloads come.
+    let uac = carrier_call(
+        &lab,
+        "uac_call.xml",
+        100,
+        &["-r", "100", "-l", "100", "-d", "4000"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let path = lab.dir.join("tollgate.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &lab._tollgate.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        std::thread::sleep(Duration::from_millis(400));
+    };
+    // A change new calls would use (one more rule), then a broken file that must be refused.
+    let changed = format!(
+        "{good}\n[[rule]]\nname = \"strip-nine\"\ntrunk = \"cloud\"\nmatch = '^9(.*)$'\nreplace = '$1'\n"
+    );
+    std::fs::write(&path, &changed).unwrap();
+    hup();
+    std::fs::write(&path, "[node]\nname = \"\"\n").unwrap();
+    hup();
+    std::fs::write(&path, &good).unwrap();
+    hup();
+    // Every call of the 100 was answered and ended with BYE/200 on both sides.
+    lab.run(vec![uas], uac, Duration::from_secs(40));
+    let log = lab.log();
+    assert_eq!(log.matches("configuration reloaded").count(), 2, "{log}");
+    assert!(log.contains("reload refused"), "{log}");
+}
