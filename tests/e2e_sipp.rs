@@ -381,6 +381,33 @@ fn reinvite_hold_relayed() {
     lab.run(vec![uas], uac, Duration::from_secs(20));
 }
 
+/// Offerless re-INVITE: the cloud's offer comes back in the 200, the carrier's answer in its ACK, which
+/// tollgate must carry into its own ACK to the cloud (over UDP and over TCP, where no 2xx is retransmitted).
+#[test]
+fn offerless_reinvite_answer_travels_in_the_ack() {
+    need_sipp!();
+    for (name, extra, transport) in [
+        ("offerless-udp", "", "u1"),
+        (
+            "offerless-tcp",
+            "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:BASE\"\n",
+            "t1",
+        ),
+    ] {
+        let lab = Lab::start(name, ONE_TARGET, extra);
+        let uas = lab.sipp(
+            "uas_reinvite_offerless.xml",
+            "127.0.0.2",
+            lab.base + 1,
+            None,
+            &["-m", "1"],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let uac = carrier_call(&lab, "uac_reinvite_offerless.xml", 1, &["-t", transport]);
+        lab.run(vec![uas], uac, Duration::from_secs(20));
+    }
+}
+
 #[test]
 fn refer_from_cloud_relayed_to_carrier() {
     need_sipp!();

@@ -187,8 +187,8 @@ struct Leg {
     local_tag: String,
     dialog: Option<Dialog>,
     pending_2xx: Option<Retx>,
-    /// ACK we sent for this peer's 2xx, resent when the 2xx is retransmitted.
-    last_ack: Option<Bytes>,
+    /// ACK we sent for this peer's 2xx (with its CSeq), resent when that 2xx is retransmitted.
+    last_ack: Option<(u32, Bytes)>,
     keyed: bool,
 }
 
@@ -224,6 +224,9 @@ struct Call {
     source_ip: String,
     /// A sent no SDP in its INVITE (late offer): B's 2xx is ACKed with A's ACK body.
     late_offer: bool,
+    /// An offerless re-INVITE was answered with an offer by this leg (the CSeq to ACK): our ACK to it waits
+    /// for the originator's ACK, which carries the answer.
+    reinvite_ack: Option<(Side, u32)>,
     session: Option<Duration>,
     refresh_at: Option<Instant>,
     meta: ops::CallMeta,
@@ -1075,6 +1078,7 @@ impl B2bua {
             original_from: from_user,
             source_ip: src.ip().to_string(),
             late_offer: msg.body().is_empty(),
+            reinvite_ack: None,
             session,
             refresh_at: None,
             meta: ops::CallMeta::now(),
@@ -1472,7 +1476,7 @@ impl B2bua {
                     && let Some(call) = self.call_mut(cref)
                 {
                     let leg = call.leg(side);
-                    if let Some(ack) = leg.last_ack.clone() {
+                    if let Some((_, ack)) = leg.last_ack.clone().filter(|(s, _)| *s == cseq.seq) {
                         let t = Transmit {
                             flow: leg.flow,
                             dest: leg.dest,
@@ -2075,7 +2079,7 @@ impl B2bua {
         let Some(call) = self.call_mut(cref) else {
             return;
         };
-        call.leg(side).last_ack = Some(bytes.clone());
+        call.leg(side).last_ack = Some((cseq, bytes.clone()));
         self.out.push_back(Transmit { flow, dest, bytes });
     }
 
@@ -2092,7 +2096,8 @@ impl B2bua {
             return;
         };
         let leg = call.leg(side);
-        if leg.pending_2xx.take().is_none() {
+        // Over UDP an ACK without a pending 2xx is a retransmission; over TCP/TLS no 2xx is pending at all.
+        if leg.pending_2xx.take().is_none() && leg.flow.transport == Transport::Udp {
             return;
         }
         // The ACK for the initial 2xx with a late offer carries A's answer: B gets it in our ACK.
@@ -2102,20 +2107,41 @@ impl B2bua {
             && let Some(d) = &call.b.dialog
         {
             let cseq = d.local_cseq.unwrap_or(1);
-            let ct = msg
-                .header(HeaderName::ContentType)
-                .unwrap_or(b"application/sdp")
-                .to_vec();
-            let (body, refused) = match self.media_sdp(now, cref, Side::A, msg.body(), true) {
-                Ok(Some(b)) => (b, false),
-                Ok(None) => (msg.body().to_vec(), false),
-                Err(_) => (Vec::new(), true),
-            };
-            let b = (!body.is_empty()).then_some((&ct[..], &body[..]));
-            self.send_ack(cref, Side::B, cseq, b);
-            if refused {
-                self.teardown(now, cref);
-            }
+            self.ack_with_answer(now, cref, Side::A, cseq, msg);
+            return;
+        }
+        // The ACK that answers the other leg's offer (made in its 2xx to an offerless re-INVITE).
+        if let Some((other, cseq)) = call.reinvite_ack
+            && other == side.other()
+        {
+            call.reinvite_ack = None;
+            self.ack_with_answer(now, cref, side, cseq, msg);
+        }
+    }
+
+    /// Our ACK (CSeq `cseq`) to the leg opposite `from`, carrying the answer `from` put in its ACK, anchored.
+    /// An answer that cannot be anchored leaves the other leg with an unanswered offer: the call ends.
+    fn ack_with_answer(
+        &mut self,
+        now: Instant,
+        cref: CallRef,
+        from: Side,
+        cseq: u32,
+        msg: &Message<Bytes>,
+    ) {
+        let ct = msg
+            .header(HeaderName::ContentType)
+            .unwrap_or(b"application/sdp")
+            .to_vec();
+        let (body, refused) = match self.media_sdp(now, cref, from, msg.body(), true) {
+            Ok(Some(b)) => (b, false),
+            Ok(None) => (msg.body().to_vec(), false),
+            Err(_) => (Vec::new(), true),
+        };
+        let b = (!body.is_empty()).then_some((&ct[..], &body[..]));
+        self.send_ack(cref, from.other(), cseq, b);
+        if refused {
+            self.teardown(now, cref);
         }
     }
 
@@ -2380,8 +2406,21 @@ impl B2bua {
         }
         let is_invite = m.cseq().method == Method::Invite;
         if (200..300).contains(&status) && is_invite {
-            // We ACK the other leg's 2xx ourselves; the originator's ACK only stops our retransmissions.
-            self.send_ack(cref, side, m.cseq().seq, None);
+            let offerless = self.uses.get(&server).is_some_and(|u| match &u.role {
+                Role::RelayServer { req, .. } => {
+                    Message::parse(req.clone()).is_ok_and(|r| r.body().is_empty())
+                }
+                _ => false,
+            });
+            if offerless && !m.body().is_empty() {
+                // Its 2xx is an offer: the answer comes in the originator's ACK, and so goes in ours.
+                if let Some(call) = self.call_mut(cref) {
+                    call.reinvite_ack = Some((side, m.cseq().seq));
+                }
+            } else {
+                // We ACK the other leg's 2xx ourselves; the originator's ACK only stops our retransmissions.
+                self.send_ack(cref, side, m.cseq().seq, None);
+            }
         }
         if (200..300).contains(&status)
             && let Some(c) = m.contacts().next()

@@ -1392,6 +1392,82 @@ fn hold_by_reinvite_is_anchored_and_updates_the_flows() {
 }
 
 #[test]
+fn offerless_reinvite_offer_in_the_2xx_answer_in_the_ack_is_anchored() {
+    let (mut h, flows) = anchored(PLAIN, (40000, 40999));
+    let (_, ok) = anchored_call(&mut h, CLOUD_SDP);
+    flows.take();
+    let a_tag = tag(header(&ok, "To").unwrap()).to_owned();
+    // A re-INVITE without SDP (a PBX about to transfer): B makes the offer, on a new port.
+    let out = h.feed(
+        CARRIER,
+        &in_dialog_from_a(
+            "INVITE",
+            2,
+            &a_tag,
+            "ro1",
+            "Contact: <sip:15557654321@10.0.0.1:5060>\n",
+            "",
+        ),
+    );
+    let re = find(&out, CLOUD1, "INVITE sip:agent@192.0.2.1 SIP/2.0").to_owned();
+    assert!(!re.contains("m=audio"), "{re}");
+    let offer = CLOUD_SDP
+        .replace("7 7 IN", "7 8 IN")
+        .replace("audio 7000", "audio 7100");
+    let out = h.feed(
+        CLOUD1,
+        &reply(
+            &re,
+            200,
+            "OK",
+            None,
+            "Contact: <sip:agent@192.0.2.1>\n",
+            &offer,
+        ),
+    );
+    // A gets the offer on our carrier-side address; B gets no ACK until A answers.
+    let ok2 = find(&out, CARRIER, "SIP/2.0 200").to_owned();
+    assert!(
+        ok2.contains(&format!("c=IN IP4 {CARRIER_MEDIA}")) && !ok2.contains("192.0.2.50"),
+        "{ok2}"
+    );
+    assert!(
+        !out.iter()
+            .any(|(a, m)| *a == addr(CLOUD1) && m.starts_with("ACK ")),
+        "{out:?}"
+    );
+    // A's ACK answers from a new port: B's ACK carries it on our cloud-side address.
+    let answer = SDP
+        .replace("1 1 IN", "1 2 IN")
+        .replace("audio 6000", "audio 6100");
+    let out = h.feed(
+        CARRIER,
+        &in_dialog_from_a(
+            "ACK",
+            2,
+            &a_tag,
+            "ro2",
+            "Content-Type: application/sdp\n",
+            &answer,
+        ),
+    );
+    let ack = find(&out, CLOUD1, "ACK sip:agent@192.0.2.1 SIP/2.0");
+    assert!(
+        ack.contains("CSeq: 2 ACK") && ack.contains(&format!("c=IN IP4 {CLOUD_MEDIA}")),
+        "{ack}"
+    );
+    assert!(!ack.contains("10.0.0.1 "), "{ack}");
+    // Both new ports reach the flows: toward A 6100, toward B 7100.
+    let entries = added(&flows.take());
+    let remotes: Vec<u16> = entries.iter().map(|e| e.egress_remote.port()).collect();
+    assert!(
+        remotes.contains(&6100) && remotes.contains(&7100),
+        "{remotes:?}"
+    );
+    assert_eq!(h.b.active_calls(), 1);
+}
+
+#[test]
 fn bypass_mode_passes_sdp_unchanged() {
     let mut h = H::new(CFG);
     let out = h.feed(CARRIER, &carrier_invite("a1", "15551234567"));
