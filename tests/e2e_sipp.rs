@@ -381,6 +381,38 @@ fn reinvite_hold_relayed() {
     lab.run(vec![uas], uac, Duration::from_secs(20));
 }
 
+/// Late offer: the INVITE has no SDP, the cloud offers in its 200 and the carrier's answer in its ACK reaches
+/// the cloud in tollgate's ACK (over UDP and over TCP, where no 2xx is retransmitted).
+#[test]
+fn late_offer_answer_travels_in_the_ack() {
+    need_sipp!();
+    for (name, extra, transport) in [
+        ("late-udp", "", "u1"),
+        (
+            "late-tcp",
+            "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:BASE\"\n",
+            "t1",
+        ),
+    ] {
+        let lab = Lab::start(name, ONE_TARGET, extra);
+        let uas = lab.sipp(
+            "uas_late_offer.xml",
+            "127.0.0.2",
+            lab.base + 1,
+            None,
+            &["-m", "1"],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let uac = carrier_call(
+            &lab,
+            "uac_late_offer.xml",
+            1,
+            &["-t", transport, "-d", "200"],
+        );
+        lab.run(vec![uas], uac, Duration::from_secs(20));
+    }
+}
+
 /// Offerless re-INVITE: the cloud's offer comes back in the 200, the carrier's answer in its ACK, which
 /// tollgate must carry into its own ACK to the cloud (over UDP and over TCP, where no 2xx is retransmitted).
 #[test]
