@@ -29,6 +29,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
+        411 => "Length Required",
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
         429 => "Too Many Requests",
@@ -71,6 +72,11 @@ pub fn read_request<S: Read>(stream: S, peer: IpAddr) -> io::Result<Result<Reque
         if let Some((k, v)) = h.split_once(':') {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
+    }
+    // Browsers and curl send a Content-Length for forms and JSON; a chunked body is refused rather than
+    // misread as empty.
+    if headers.iter().any(|(k, _)| k == "transfer-encoding") {
+        return Ok(Err(plain(411, "send the body with a Content-Length")));
     }
     let len = match headers.iter().find(|(k, _)| k == "content-length") {
         None => 0,
@@ -217,6 +223,9 @@ mod tests {
                 .status,
             400
         );
+        let chunked =
+            "POST /login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(parse(chunked).unwrap_err().status, 411);
         let many: String = (0..MAX_HEADERS + 1)
             .map(|i| format!("X-{i}: y\r\n"))
             .collect();
