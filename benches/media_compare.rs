@@ -7,8 +7,12 @@
 //! that contention; the comparison is the point.
 //!
 //! Run as root: `cargo bench --bench media_compare` (TOLLGATE_BENCH_SECS per point, default 5;
-//! TOLLGATE_BENCH_CALLS, default "50 200 500"). Writes target/bench-report/media.md and media.json.
+//! TOLLGATE_BENCH_CALLS, default "50 200 500"). Writes target/bench-report/media.md, media.json and the PNG plots
+//! (media_throughput.png, media_latency.png; `benches/support/plot.rs`).
 //! Under `cargo test` it runs one small point per relay as a smoke test and writes nothing.
+#[path = "support/plot.rs"]
+mod plot;
+
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -189,4 +193,8 @@ fn main() {
     )
     .unwrap();
     print!("{md}");
+    match plot::all(&dir) {
+        Ok(files) => files.iter().for_each(|f| println!("plot: {}", f.display())),
+        Err(e) => eprintln!("no plots: {e}"),
+    }
 }

@@ -2,7 +2,8 @@
 # Calls/s on loopback with SIPp (INVITE/100/180/200/ACK/BYE/200, bypass media) through tollgate and, in the
 # same run with the same SIPp scenarios, rate and UAS, through Kamailio as a stateful proxy doing the same
 # job (source check, number translation, Record-Route, relay to the cloud): CPU per completed call from
-# /proc/PID/stat (utime+stime; all of Kamailio's processes). Writes target/bench-report/cps.md.
+# /proc/PID/stat (utime+stime; all of Kamailio's processes). Writes target/bench-report/cps.md, appends
+# cps.jsonl (one line per proxy and rate) and draws cps.png from all rates run so far.
 # usage: scripts/bench_cps.sh RATE SECONDS [HOLD_MS]    (needs target/release/tollgate, sipp, kamailio)
 set -euo pipefail
 RATE=${1:-1000}; SECS=${2:-10}; HOLD=${3:-500}
@@ -97,6 +98,11 @@ run() {
   us=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "n/a" }')
   echo "$name rate=$RATE cps secs=$SECS hold=${HOLD}ms sipp_rc=$rc ok=${ok:-?} failed=${fail:-?} cpu_ticks=$((t1 - t0)) us_per_call=$us"
   echo "| $name | $RATE | ${ok:-?} | ${fail:-?} | $us |" >> "$DIR/rows.md"
+  # One JSON line per proxy and rate, accumulated across runs: cps.png plots failed calls and CPU vs rate.
+  mkdir -p "$ROOT/target/bench-report"
+  cpu=$([ "$us" = "n/a" ] && echo null || echo "$us")
+  echo "{\"proxy\":\"$name\",\"offered_cps\":$RATE,\"successful\":${ok:-0},\"failed\":${fail:-0},\"cpu_us_per_call\":$cpu}" \
+    >> "$ROOT/target/bench-report/cps.jsonl"
 }
 "$BIN" run --config "$DIR/tg.toml" 2> "$DIR/tg.log" & TG=$!; pids+=("$TG")
 sleep 0.5
@@ -121,3 +127,7 @@ mkdir -p "$ROOT/target/bench-report"
   cat "$DIR/rows.md"
   echo
   echo "Command: \`scripts/bench_cps.sh $RATE $SECS $HOLD\`"; } > "$ROOT/target/bench-report/cps.md"
+# cps.png from every rate run so far (run the script at several rates for a curve).
+if command -v cargo > /dev/null; then
+  (cd "$ROOT" && cargo bench -q --bench report) || echo "no plots (see above)"
+fi
