@@ -161,18 +161,24 @@ pub fn media_latency(points: &[MediaPoint], out: &Path) -> Result<(), Err> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((1.0..max_us).log_scale(), 0.0..1.0)?;
+        // "Nines" scale: -log10(1 - q), so p50, p99 and p99.9 are spread out instead of crowding at the top.
+        .build_cartesian_2d((1.0..max_us).log_scale(), 0.0..3.3)?;
     c.configure_mesh()
         .x_desc("latency µs (log)")
-        .y_desc("fraction of packets at or below")
+        .y_desc("share of packets at or below")
+        .y_label_formatter(&|y: &f64| {
+            let q = 1.0 - 10f64.powf(-*y);
+            format!("{:.2} %", q * 100.0)
+        })
         .draw()?;
     for (i, (name, ps)) in gs.iter().enumerate() {
         let Some(p) = ps.last() else { continue };
         let color = Palette99::pick(i).to_rgba();
+        let nines = |q: f64| -(1.0f64 - q).log10();
         let pts = vec![
-            (p.latency_p50_us.max(1.0), 0.5),
-            (p.latency_p99_us.max(1.0), 0.99),
-            (p.latency_p999_us.max(1.0), 0.999),
+            (p.latency_p50_us.max(1.0), nines(0.5)),
+            (p.latency_p99_us.max(1.0), nines(0.99)),
+            (p.latency_p999_us.max(1.0), nines(0.999)),
         ];
         c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
             .label(format!("{name} ({} calls)", p.calls))
