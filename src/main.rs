@@ -338,9 +338,10 @@ fn user_cmd(config: Option<&Path>, what: UserWhat) -> ExitCode {
             users::remove_user(&db, &name).map(|()| format!("removed user {name}"))
         }
         UserWhat::List => users::list_users(&db).map(|all| {
-            let mut out = format!("{:<24} ADDED (UTC, s since epoch)", "NAME");
+            let mut out = format!("{:<24} ADDED (UTC)", "NAME");
             for (name, created) in all {
-                out.push_str(&format!("\n{name:<24} {created}"));
+                let at = tollgate::forward::console::utc(created);
+                out.push_str(&format!("\n{name:<24} {at}"));
             }
             out
         }),

@@ -30,11 +30,29 @@ fn catalog() -> Catalog {
     }
 }
 
-fn tmp(name: &str) -> PathBuf {
+/// A per-test directory, removed when the test passes (kept for a look when it fails).
+struct Dir(PathBuf);
+
+impl std::ops::Deref for Dir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn tmp(name: &str) -> Dir {
     let d = std::env::temp_dir().join(format!("tg-fwd-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Dir(d)
 }
 
 const USER: &str = "admin";
@@ -56,7 +74,7 @@ fn admin(fw: Arc<Forwarding>, db: PathBuf, lockout_after: u32) -> Arc<Admin> {
 }
 
 /// A server with user `admin` on a fresh database.
-fn server(name: &str) -> (ApiServer, Arc<Forwarding>, PathBuf) {
+fn server(name: &str) -> (ApiServer, Arc<Forwarding>, Dir) {
     let d = tmp(name);
     let db = d.join("fwd.db");
     add_user(&db, USER, PASSWORD).unwrap();

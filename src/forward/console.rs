@@ -261,7 +261,7 @@ pub fn audit(node: &str, entries: &[super::store::AuditEntry]) -> String {
 }
 
 /// Seconds since the epoch as `2026-12-07 02:26:04`.
-fn utc(at: i64) -> String {
+pub fn utc(at: i64) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     time::OffsetDateTime::from_unix_timestamp(at)
         .ok()
