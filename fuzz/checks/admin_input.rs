@@ -45,6 +45,17 @@ fn sign_in(admin: &Admin) -> (String, String) {
 fn fixture() -> &'static std::sync::Mutex<Fixture> {
     static F: OnceLock<std::sync::Mutex<Fixture>> = OnceLock::new();
     F.get_or_init(|| {
+        // The fixture lives as long as the process; sweep what earlier (finished) runs left behind.
+        if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("tg-fuzz-admin-")
+                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!("tg-fuzz-admin-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
