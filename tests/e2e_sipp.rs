@@ -381,63 +381,45 @@ fn reinvite_hold_relayed() {
     lab.run(vec![uas], uac, Duration::from_secs(20));
 }
 
-/// Late offer: the INVITE has no SDP, the cloud offers in its 200 and the carrier's answer in its ACK reaches
-/// the cloud in tollgate's ACK (over UDP and over TCP, where no 2xx is retransmitted).
-#[test]
-fn late_offer_answer_travels_in_the_ack() {
-    need_sipp!();
-    for (name, extra, transport) in [
-        ("late-udp", "", "u1"),
-        (
-            "late-tcp",
-            "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:BASE\"\n",
-            "t1",
-        ),
-    ] {
-        let lab = Lab::start(name, ONE_TARGET, extra);
-        let uas = lab.sipp(
-            "uas_late_offer.xml",
-            "127.0.0.2",
-            lab.base + 1,
-            None,
-            &["-m", "1"],
-        );
+/// Runs one call with `uas` at the cloud and `uac` at the carrier, once with the carrier over UDP and once over
+/// TCP (where no 2xx is retransmitted, so an ACK that goes missing is not repaired).
+fn over_udp_and_tcp(name: &str, uas: &str, uac: &str, extra: &[&str]) {
+    let tcp = "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:BASE\"\n";
+    for (transport, listen, t) in [("udp", "", "u1"), ("tcp", tcp, "t1")] {
+        let lab = Lab::start(&format!("{name}-{transport}"), ONE_TARGET, listen);
+        let server = lab.sipp(uas, "127.0.0.2", lab.base + 1, None, &["-m", "1"]);
         std::thread::sleep(Duration::from_millis(200));
-        let uac = carrier_call(
-            &lab,
-            "uac_late_offer.xml",
-            1,
-            &["-t", transport, "-d", "200"],
-        );
-        lab.run(vec![uas], uac, Duration::from_secs(20));
+        let mut args = vec!["-t", t];
+        args.extend_from_slice(extra);
+        let client = carrier_call(&lab, uac, 1, &args);
+        lab.run(vec![server], client, Duration::from_secs(20));
     }
 }
 
+/// Late offer: the INVITE has no SDP, the cloud offers in its 200 and the carrier's answer in its ACK reaches
+/// the cloud in tollgate's ACK.
+#[test]
+fn late_offer_answer_travels_in_the_ack() {
+    need_sipp!();
+    over_udp_and_tcp(
+        "late",
+        "uas_late_offer.xml",
+        "uac_late_offer.xml",
+        &["-d", "200"],
+    );
+}
+
 /// Offerless re-INVITE: the cloud's offer comes back in the 200, the carrier's answer in its ACK, which
-/// tollgate must carry into its own ACK to the cloud (over UDP and over TCP, where no 2xx is retransmitted).
+/// tollgate must carry into its own ACK to the cloud.
 #[test]
 fn offerless_reinvite_answer_travels_in_the_ack() {
     need_sipp!();
-    for (name, extra, transport) in [
-        ("offerless-udp", "", "u1"),
-        (
-            "offerless-tcp",
-            "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:BASE\"\n",
-            "t1",
-        ),
-    ] {
-        let lab = Lab::start(name, ONE_TARGET, extra);
-        let uas = lab.sipp(
-            "uas_reinvite_offerless.xml",
-            "127.0.0.2",
-            lab.base + 1,
-            None,
-            &["-m", "1"],
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        let uac = carrier_call(&lab, "uac_reinvite_offerless.xml", 1, &["-t", transport]);
-        lab.run(vec![uas], uac, Duration::from_secs(20));
-    }
+    over_udp_and_tcp(
+        "offerless",
+        "uas_reinvite_offerless.xml",
+        "uac_reinvite_offerless.xml",
+        &[],
+    );
 }
 
 #[test]

@@ -574,11 +574,12 @@ fn ctl_user_add_reads_the_password_from_stdin() {
     let d = tmp("user");
     let db = d.join("fwd.db");
     let cfg = config(&d, &db, port(), port());
-    let add = |name: &str, pw: &str| {
+    // `tollgate ctl user VERB NAME` with the password on stdin; returns (success, stdout + stderr).
+    let user = |verb: &str, name: &str, pw: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["ctl", "--config"])
             .arg(&cfg)
-            .args(["user", "add", name])
+            .args(["user", verb, name])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -590,6 +591,8 @@ fn ctl_user_add_reads_the_password_from_stdin() {
         s.push_str(&String::from_utf8_lossy(&out.stderr));
         (out.status.success(), s)
     };
+    let add = |name: &str, pw: &str| user("add", name, pw);
+    let passwd = |name: &str, pw: &str| user("passwd", name, pw).0;
     let (ok, out) = add("alice", "correct horse battery\n");
     assert!(ok && out.contains("added user alice"), "{out}");
     assert!(
@@ -606,19 +609,6 @@ fn ctl_user_add_reads_the_password_from_stdin() {
     let (ok, out) = ctl(&cfg, &["user", "list"]);
     assert!(ok && out.contains("alice") && out.contains("bob"), "{out}");
     assert!(!out.contains("argon2"), "hashes are not listed: {out}");
-    let passwd = |name: &str, pw: &str| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["ctl", "--config"])
-            .arg(&cfg)
-            .args(["user", "passwd", name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(pw.as_bytes()).unwrap();
-        c.wait_with_output().unwrap().status.success()
-    };
     assert!(passwd("alice", "a different long password\n"));
     assert!(
         tollgate::forward::users::verify_user(&db, "alice", "a different long password").unwrap()

@@ -81,6 +81,30 @@ fn groups(points: &[MediaPoint]) -> Vec<(String, Vec<&MediaPoint>)> {
 
 type Err = Box<dyn std::error::Error>;
 
+/// A line with a dot on each point in series colour `i`; with a `label` it also goes into the legend.
+fn line<DB, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    i: usize,
+    pts: Vec<(f64, f64)>,
+    label: Option<String>,
+) -> Result<(), Err>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let color = Palette99::pick(i).to_rgba();
+    let s = chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
+    if let Some(l) = label {
+        s.label(l).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+        });
+    }
+    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+    Ok(())
+}
+
 /// Relayed packets/s against offered packets/s (top) and loss against offered load (bottom).
 pub fn media_throughput(points: &[MediaPoint], out: &Path) -> Result<(), Err> {
     fonts()?;
@@ -103,17 +127,11 @@ pub fn media_throughput(points: &[MediaPoint], out: &Path) -> Result<(), Err> {
         .draw()?;
     let gs = groups(points);
     for (i, (name, ps)) in gs.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
         let pts: Vec<(f64, f64)> = ps
             .iter()
             .map(|p| (p.offered_pps, p.offered_pps * (1.0 - p.loss_pct / 100.0)))
             .collect();
-        c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        line(&mut c, i, pts, Some(name.clone()))?;
     }
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -132,10 +150,8 @@ pub fn media_throughput(points: &[MediaPoint], out: &Path) -> Result<(), Err> {
         .y_desc("loss %")
         .draw()?;
     for (i, (_, ps)) in gs.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
         let pts: Vec<(f64, f64)> = ps.iter().map(|p| (p.offered_pps, p.loss_pct)).collect();
-        l.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
-        l.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        line(&mut l, i, pts, None)?;
     }
     root.present()?;
     Ok(())
@@ -173,19 +189,13 @@ pub fn media_latency(points: &[MediaPoint], out: &Path) -> Result<(), Err> {
         .draw()?;
     for (i, (name, ps)) in gs.iter().enumerate() {
         let Some(p) = ps.last() else { continue };
-        let color = Palette99::pick(i).to_rgba();
         let nines = |q: f64| -(1.0f64 - q).log10();
         let pts = vec![
             (p.latency_p50_us.max(1.0), nines(0.5)),
             (p.latency_p99_us.max(1.0), nines(0.99)),
             (p.latency_p999_us.max(1.0), nines(0.999)),
         ];
-        c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-            .label(format!("{name} ({} calls)", p.calls))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        line(&mut c, i, pts, Some(format!("{name} ({} calls)", p.calls)))?;
     }
     c.configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -236,25 +246,18 @@ pub fn cps(points: &[CpsPoint], out: &Path) -> Result<(), Err> {
         .y_desc("CPU µs per call")
         .draw()?;
     for (i, name) in proxies.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
         let mut ps: Vec<&CpsPoint> = points.iter().filter(|p| p.proxy == *name).collect();
         ps.sort_by(|a, b| a.offered_cps.total_cmp(&b.offered_cps));
         let fails: Vec<(f64, f64)> = ps
             .iter()
             .map(|p| (p.offered_cps, p.failed as f64))
             .collect();
-        f.draw_series(LineSeries::new(fails.clone(), color.stroke_width(2)))?
-            .label(name.to_string())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        f.draw_series(fails.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        line(&mut f, i, fails, Some(name.to_string()))?;
         let cpu: Vec<(f64, f64)> = ps
             .iter()
             .filter_map(|p| p.cpu_us_per_call.map(|c| (p.offered_cps, c)))
             .collect();
-        u.draw_series(LineSeries::new(cpu.clone(), color.stroke_width(2)))?;
-        u.draw_series(cpu.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        line(&mut u, i, cpu, None)?;
     }
     f.configure_series_labels()
         .background_style(WHITE.mix(0.8))

@@ -87,7 +87,7 @@ pub struct App {
     /// Finished calls go here, one JSON line each (`[mgmt] cdr_file`), else to the log under target `cdr`.
     cdr: Option<crate::stats::cdr::CdrWriter<std::fs::File>>,
     /// `[mgmt] sip_trace_*`: every message in and out, with the local address of each listener by index.
-    trace: Option<(crate::stats::trace::SipTracer, Vec<SocketAddr>)>,
+    trace: Trace,
     /// systemd readiness (`Type=notify`), when started by systemd.
     notifier: Option<crate::ops::notify::Notifier>,
     /// Proves to the watchdog that the signaling thread still turns.
@@ -180,17 +180,6 @@ impl App {
         let locals = self.b2b.config().listen.iter().map(|l| l.address).collect();
         self.trace = Some((t, locals));
         self
-    }
-
-    fn trace(&self, proto: u8, local: u16, peer: SocketAddr, inbound: bool, bytes: &[u8]) {
-        if let Some((t, locals)) = &self.trace {
-            let here = local_of(locals, local);
-            if inbound {
-                t.record(proto, peer, here, bytes);
-            } else {
-                t.record(proto, here, peer, bytes);
-            }
-        }
     }
 
     /// Where finished calls are written (`[mgmt] cdr_file`); without one they are logged.
@@ -431,7 +420,7 @@ impl App {
                 Transport::Udp => crate::stats::trace::UDP,
                 Transport::Tcp | Transport::Tls => crate::stats::trace::TCP,
             };
-            self.trace(proto, t.flow.local, t.dest, false, &t.bytes);
+            trace(&self.trace, proto, t.flow.local, t.dest, false, &t.bytes);
             let r = match t.flow.transport {
                 Transport::Udp => {
                     let l = self
@@ -496,12 +485,23 @@ impl App {
     }
 }
 
-/// The address of listener `i` as configured (a connection accepted on a wildcard listener shows 0.0.0.0).
-fn local_of(locals: &[SocketAddr], i: u16) -> SocketAddr {
-    locals
-        .get(usize::from(i))
-        .copied()
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+/// The tracer and the address of each listener by index (as configured: a wildcard listener shows 0.0.0.0).
+type Trace = Option<(crate::stats::trace::SipTracer, Vec<SocketAddr>)>;
+
+/// Records one message on listener `local` to or from `peer`; a free function so it borrows only the trace
+/// (the stream path holds the framer mutably at the same time).
+fn trace(t: &Trace, proto: u8, local: u16, peer: SocketAddr, inbound: bool, bytes: &[u8]) {
+    if let Some((t, locals)) = t {
+        let here = locals
+            .get(usize::from(local))
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if inbound {
+            t.record(proto, peer, here, bytes);
+        } else {
+            t.record(proto, here, peer, bytes);
+        }
+    }
 }
 
 impl SipHandler for App {
@@ -524,7 +524,14 @@ impl SipHandler for App {
             local: listener.0,
             conn: None,
         };
-        self.trace(crate::stats::trace::UDP, listener.0, src, true, data);
+        trace(
+            &self.trace,
+            crate::stats::trace::UDP,
+            listener.0,
+            src,
+            true,
+            data,
+        );
         self.b2b.on_message(now, flow, src, data);
         self.flush(io);
     }
@@ -555,14 +562,14 @@ impl SipHandler for App {
             }
             match buf.next_frame(&mut self.framer) {
                 Ok(Some(frame)) => {
-                    if let Some((t, locals)) = &self.trace {
-                        t.record(
-                            crate::stats::trace::TCP,
-                            peer,
-                            local_of(locals, local),
-                            frame,
-                        );
-                    }
+                    trace(
+                        &self.trace,
+                        crate::stats::trace::TCP,
+                        local,
+                        peer,
+                        true,
+                        frame,
+                    );
                     self.b2b.on_message(now, flow, peer, frame)
                 }
                 Ok(None) => break,
