@@ -26,6 +26,14 @@ impl V<'_> {
         self.c.at(at..at, msg);
     }
 
+    /// A path setting, which must be absolute (a relative one depends on where the daemon was started).
+    fn abs_path(&mut self, p: &S<String>, what: &str) -> PathBuf {
+        if !p.get_ref().starts_with('/') {
+            self.err(p.span().start, format!("{what} must be an absolute path"));
+        }
+        PathBuf::from(p.get_ref())
+    }
+
     fn int<T: TryFrom<i64>>(&mut self, v: &S<i64>, lo: i64, hi: i64, what: &str) -> Option<T> {
         let n = *v.get_ref();
         if n < lo || n > hi {
@@ -458,15 +466,7 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
         },
         control_socket: match &r.mgmt.control_socket {
             None => PathBuf::from("/run/tollgate/control.sock"),
-            Some(p) => {
-                if !p.get_ref().starts_with('/') {
-                    v.err(
-                        p.span().start,
-                        "mgmt.control_socket must be an absolute path",
-                    );
-                }
-                PathBuf::from(p.get_ref())
-            }
+            Some(p) => v.abs_path(p, "mgmt.control_socket"),
         },
         drain_timeout_s: v.int_or(
             r.mgmt.drain_timeout_s.as_ref(),
@@ -475,22 +475,17 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
             "drain_timeout_s",
             30,
         ),
-        cdr_file: r.mgmt.cdr_file.as_ref().map(|p| {
-            if !p.get_ref().starts_with('/') {
-                v.err(p.span().start, "mgmt.cdr_file must be an absolute path");
-            }
-            PathBuf::from(p.get_ref())
-        }),
+        cdr_file: r
+            .mgmt
+            .cdr_file
+            .as_ref()
+            .map(|p| v.abs_path(p, "mgmt.cdr_file")),
         sip_trace: SipTrace {
-            pcap: r.mgmt.sip_trace_pcap.as_ref().map(|p| {
-                if !p.get_ref().starts_with('/') {
-                    v.err(
-                        p.span().start,
-                        "mgmt.sip_trace_pcap must be an absolute path",
-                    );
-                }
-                PathBuf::from(p.get_ref())
-            }),
+            pcap: r
+                .mgmt
+                .sip_trace_pcap
+                .as_ref()
+                .map(|p| v.abs_path(p, "mgmt.sip_trace_pcap")),
             max_bytes: v.int_or(
                 r.mgmt.sip_trace_max_mb.as_ref(),
                 1,
@@ -553,12 +548,7 @@ pub(crate) fn validate(r: &RawConfig, text: &str, c: &mut Collector) -> Config {
 }
 
 fn validate_forwarding(v: &mut V, f: &RawForwarding) -> Forwarding {
-    let db = f.db.as_ref().map(|p| {
-        if !p.get_ref().starts_with('/') {
-            v.err(p.span().start, "forwarding.db must be an absolute path");
-        }
-        PathBuf::from(p.get_ref())
-    });
+    let db = f.db.as_ref().map(|p| v.abs_path(p, "forwarding.db"));
     let api = match &f.api {
         None => None,
         Some(s) if s.get_ref() == "off" => None,
